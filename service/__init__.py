@@ -1,0 +1,3 @@
+"""tgwatch: real-time monitoring of Telegram channels."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,85 @@
+"""Text normalization and tokens: the one definition shared by queries, rules and enrichment.
+
+Text and queries are normalized the same way: NFKC, casefold, ``ё``→``е``, diacritics removed
+from Latin letters (``pétrole``→``petrole``) but not from Cyrillic (``й`` stays). Tokens are
+maximal runs of Unicode letters and digits; everything else separates them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+# Letters and digits (\w without the underscore), as one regex: runs of them are tokens.
+_TOKEN_RE = re.compile(r"[^\W_]+")
+
+
+@lru_cache(maxsize=4096)
+def _fold_char(char: str) -> str:
+    """Fold one already-casefolded character: Latin diacritics off, ё→е, Cyrillic kept."""
+    if char.isascii():
+        return char
+    if char == "ё":
+        return "е"
+    decomposed = unicodedata.normalize("NFD", char)
+    base = decomposed[0]
+    if "LATIN" in unicodedata.name(base, ""):
+        return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return char
+
+
+def normalize(text: str) -> str:
+    """Normalize text for matching. The result has the same length as the NFKC+casefold form
+    only where no folding changes length; use ``tokenize`` to keep offsets into the original."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    if folded.isascii():
+        return folded
+    return "".join(_fold_char(char) for char in folded)
+
+
+def normalize_token(token: str) -> str:
+    """Normalize a single token (a query word or a token from text)."""
+    return normalize(token)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A token of the original text: its normalized form and its span in the original string."""
+
+    norm: str
+    start: int
+    end: int
+
+
+def tokenize(text: str) -> list[Token]:
+    """Split ``text`` into tokens with spans into ``text`` itself (not the normalized form).
+
+    Runs of letters and digits are found in the original string, then each is normalized on its
+    own, so highlights can point at what the reader sees. A run that normalization splits (a
+    ligature or a compatibility character with punctuation in it) yields several tokens sharing
+    the run's span.
+    """
+    tokens: list[Token] = []
+    for match in _TOKEN_RE.finditer(text):
+        norm = normalize(match.group())
+        if _TOKEN_RE.fullmatch(norm):
+            tokens.append(Token(norm, match.start(), match.end()))
+        else:
+            parts = _TOKEN_RE.findall(norm)
+            tokens.extend(Token(part, match.start(), match.end()) for part in parts)
+    return tokens
+
+
+def words(text: str) -> list[str]:
+    """The normalized tokens of ``text``, without spans."""
+    return [token.norm for token in tokenize(text)]
+
+
+_CYRILLIC_RE = re.compile(r"[\u0400-\u04FF]")
+
+
+def is_cyrillic(token: str) -> bool:
+    """True when a token contains Cyrillic letters (and so matches by lemma)."""
+    return _CYRILLIC_RE.search(token) is not None
