@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from service import constants
 
@@ -41,7 +41,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("data"), description="where the embedded Redis keeps data")
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    channels: list[str] = Field(
+    channels: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="public channels for the web preview poller"
     )
     preview_url: str = Field(default=constants.TELEGRAM_WEB_URL, description="t.me base URL")
@@ -87,3 +87,5 @@ def load_settings(**overrides: object) -> Settings:
         name = "TGWATCH_" + "_".join(str(part) for part in error["loc"][:1]).upper()
         # Never echo the input: it may be a secret.
         raise ConfigError(f"{name}: {error['msg']}") from None
+    except SettingsError as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from None

@@ -1,0 +1,262 @@
+"""The `tgwatch` command: each subcommand builds its own process's composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import structlog
+
+from service import __version__, constants
+from service.config import ConfigError, Settings, load_settings
+from service.logging import configure_logging
+from service.redis import RedisHandle, connect
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
+SAMPLE_UPDATES = SAMPLE_DIR / "mfa_russia_sample.json"
+
+
+@dataclass
+class Root:
+    """Settings and the Redis handle of one CLI process."""
+
+    settings: Settings
+    redis: RedisHandle
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        click.echo(f"tgwatch: configuration error: {exc}", err=True)
+        sys.exit(2)
+    configure_logging(settings.log_format, settings.log_level)
+    return settings
+
+
+@contextmanager
+def open_root() -> Iterator[Root]:
+    """Read settings, configure logging, connect to Redis (embedded when no URL is set)."""
+    settings = _settings()
+    try:
+        handle = connect(settings.redis_url, settings.data_dir)
+    except Exception as exc:  # a connection failure of any kind: one clear line, no traceback
+        click.echo(f"tgwatch: cannot reach Redis ({type(exc).__name__}): check TGWATCH_REDIS_URL",
+                   err=True)  # fmt: skip
+        sys.exit(2)
+    try:
+        yield Root(settings, handle)
+    finally:
+        handle.close()
+
+
+def _worker_env(root: Root) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key.startswith("TGWATCH_")}
+    env["TGWATCH_REDIS_URL"] = root.redis.url
+    return env
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tgwatch")
+def cli() -> None:
+    """tgwatch: real-time alerts on Telegram channel posts.
+
+    Configuration comes from TGWATCH_* environment variables (or a .env file); with no
+    TGWATCH_REDIS_URL an embedded Redis is started under TGWATCH_DATA_DIR (default ./data).
+    """
+
+
+# --- ingest ------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False,
+                                                                   path_type=Path))  # fmt: skip
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a TTY).")
+def ingest(files: tuple[Path, ...], progress: bool | None) -> None:
+    """Enqueue posts from FILES (Bot API updates, Desktop export, or t.me/s preview HTML).
+
+    Prints how many items were read, enqueued, skipped as already seen, and set aside.
+    """
+    from service.queue import Enqueuer
+    from service.sources.files import ingest_files
+
+    with open_root() as root:
+        enqueuer = Enqueuer(root.redis.client, batch_size=root.settings.batch_size,
+                            batch_wait=root.settings.batch_wait)  # fmt: skip
+        show = sys.stderr.isatty() if progress is None else progress
+        total = sum(path.stat().st_size for path in files)
+
+        async def go() -> object:
+            with click.progressbar(length=len(files), label="ingesting", file=sys.stderr,
+                                   hidden=not show) as bar:  # fmt: skip
+                reports = []
+                for path in files:
+                    reports.append(await ingest_files([path], enqueuer))
+                    bar.update(1)
+                await enqueuer.close()
+                return reports
+
+        reports = asyncio.run(go())
+        read = sum(r.read for r in reports)  # type: ignore[attr-defined]
+        set_aside = sum(r.set_aside for r in reports)  # type: ignore[attr-defined]
+        failed = [f for r in reports for f in r.failed_files]  # type: ignore[attr-defined]
+        click.echo(
+            f"read {read} items from {len(files)} file(s) ({total / 1024:.0f} KiB): "
+            f"{enqueuer.stats.enqueued} enqueued in {enqueuer.stats.jobs} job(s), "
+            f"{enqueuer.stats.duplicates} already seen, {set_aside} set aside"
+        )
+        for line in failed:
+            click.echo(f"  unreadable: {line}", err=True)
+        if set_aside:
+            click.echo("  see them with: tgwatch rejected", err=True)
+        if failed and len(failed) == len(files):
+            sys.exit(1)
+
+
+# --- worker ------------------------------------------------------------------------------------
+@cli.command()
+@click.option("--burst", is_flag=True, help="Process until the queues are empty, then exit.")
+@click.option("-n", "--processes", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes to run.")  # fmt: skip
+@click.option("--queue", "queues", multiple=True, help="Queue(s) to serve (default: all).")
+def worker(burst: bool, processes: int, queues: tuple[str, ...]) -> None:
+    """Run workers: non-forking RQ workers that process posts (and deliveries)."""
+    from workers.runner import WorkerSpec, run_worker, start_worker_processes
+
+    with open_root() as root:
+        names = queues or default_queues()
+        specs = [WorkerSpec(_worker_env(root), root.redis.url, tuple(names), burst, index)
+                 for index in range(processes)]  # fmt: skip
+        if processes == 1:
+            run_worker(specs[0])
+            return
+        procs = start_worker_processes(specs)
+        try:
+            for proc in procs:
+                proc.join()
+        except KeyboardInterrupt:
+            from workers.runner import stop_worker_processes
+
+            stop_worker_processes(procs)
+
+
+def default_queues() -> tuple[str, ...]:
+    return (constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE)
+
+
+# --- posts, status, rejected ------------------------------------------------------------------
+@cli.command()
+@click.argument("channel")
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "jsonl"]), default="table")
+def posts(channel: str, limit: int, fmt: str) -> None:
+    """Show the recent stored posts of CHANNEL (newest first)."""
+    from service.store.posts import PostStore
+
+    with open_root() as root:
+        found = PostStore(root.redis.client).recent(channel.lstrip("@"), limit)
+        if not found:
+            click.echo(f"no stored posts for {channel}", err=True)
+            return
+        for version in found:
+            post = version.post
+            if fmt == "jsonl":
+                record = {**post.to_dict(), "enrichment": version.enrichment.to_dict(),
+                          "version": version.seq}  # fmt: skip
+                click.echo(json.dumps(record, ensure_ascii=False))
+                continue
+            first_line = (
+                post.text.strip().splitlines()[0] if post.text.strip() else f"[{post.media}]"
+            )
+            flags = " (edited)" if post.is_edit else ""
+            click.echo(f"{post.link}  {post.date:%Y-%m-%d %H:%M}Z  v{version.seq}{flags}")
+            click.echo(f"    {first_line[:110]}")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def status(fmt: str) -> None:
+    """Queues, workers, failed jobs, and channels with their watermark and health."""
+    from service.status import collect_status, render_status
+
+    with open_root() as root:
+        report = collect_status(root.redis.client)
+        if fmt == "json":
+            click.echo(json.dumps(report, ensure_ascii=False, indent=1, default=str))
+        else:
+            click.echo(render_status(report))
+
+
+@cli.command()
+@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+def rejected(limit: int) -> None:
+    """Show input that was set aside (malformed items), newest first, as JSON lines."""
+    from service.queue import list_rejected
+
+    with open_root() as root:
+        for entry in list_rejected(root.redis.client, limit):
+            click.echo(json.dumps(entry, ensure_ascii=False))
+
+
+# --- listen and run ----------------------------------------------------------------------------
+@cli.command()
+def listen() -> None:
+    """Run the configured live sources (bot updates, web preview poller) until stopped."""
+    from service.runtime import run_listeners
+
+    with open_root() as root:
+        asyncio.run(run_listeners(root.settings, root.redis.client, demo=False))
+
+
+@cli.command()
+@click.option("-w", "--workers", "n_workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes (default TGWATCH_WORKERS, 2).")  # fmt: skip
+@click.option("--demo/--no-demo", default=None,
+              help="Replay the bundled sample channel and exit with a summary "
+                   "(default: on when no token and no channels are configured).")  # fmt: skip
+def run(n_workers: int | None, demo: bool | None) -> None:
+    """Start everything for a single-machine install: listeners and N workers.
+
+    Stops cleanly on Ctrl-C / SIGTERM: listeners flush what they hold to the queue, workers
+    finish their current job; nothing queued is lost (it waits in Redis for the next start).
+    """
+    from service.runtime import run_listeners, wait_for_queues
+    from workers.runner import WorkerSpec, start_worker_processes, stop_worker_processes
+
+    with open_root() as root:
+        settings = root.settings
+        if demo is None:
+            demo = settings.telegram_token is None and not settings.channels
+        count = n_workers or settings.workers
+        specs = [WorkerSpec(_worker_env(root), root.redis.url, default_queues(), False, index)
+                 for index in range(count)]  # fmt: skip
+        started = time.monotonic()
+        procs = start_worker_processes(specs)
+        try:
+            # Listeners stop on SIGINT/SIGTERM (their own handlers) after flushing to the queue.
+            stats = asyncio.run(run_listeners(settings, root.redis.client, demo=demo))
+            if demo and stats is not None:
+                wait_for_queues(root.redis.client, default_queues(), timeout=180)
+        finally:
+            stop_worker_processes(procs)
+        if demo and stats is not None:
+            from service.summary import demo_summary
+
+            click.echo(demo_summary(root.redis.client, stats, time.monotonic() - started))
+
+
+def main() -> None:
+    cli(prog_name="tgwatch")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""The posts queue: dedupe post versions, batch them into RQ jobs, set bad input aside."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import structlog
+from rq import Queue, Retry
+from rq.serializers import JSONSerializer
+
+from service import constants
+from service.core.formats.result import Rejected
+from service.core.post import Post
+
+log = structlog.get_logger(__name__)
+
+PROCESS_POSTS = "workers.jobs.process_posts"
+SEEN_PREFIX = constants.KEY_PREFIX + "seen:"
+REJECTED_KEY = constants.KEY_PREFIX + "rejected"
+# A claim on a post version lives this long until its batch is safely on the queue; if the process
+# dies first, the claim expires and the next sighting of the post enqueues it again.
+CLAIM_TTL_SECONDS = 120
+
+
+def posts_queue(connection: redis.Redis, name: str = constants.POSTS_QUEUE) -> Queue:
+    """The RQ queue posts travel on, as JSON (never pickled objects)."""
+    return Queue(name, connection=connection, serializer=JSONSerializer)
+
+
+def record_rejected(connection: redis.Redis, rejected: Rejected, *, stage: str = "parse") -> None:
+    """Keep a malformed item (capped list) where `tgwatch rejected` and redis-cli can see it."""
+    entry = {**rejected.to_dict(), "stage": stage, "at": time.time()}
+    pipe = connection.pipeline()
+    pipe.lpush(REJECTED_KEY, json.dumps(entry, ensure_ascii=False))
+    pipe.ltrim(REJECTED_KEY, 0, constants.REJECTS_MAX - 1)
+    pipe.execute()
+
+
+def list_rejected(connection: redis.Redis, limit: int = 20) -> list[dict[str, Any]]:
+    return [json.loads(raw) for raw in connection.lrange(REJECTED_KEY, 0, limit - 1)]
+
+
+@dataclass
+class EnqueueStats:
+    seen: int = 0
+    enqueued: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    jobs: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+
+
+class Enqueuer:
+    """Turns posts from any source into batched RQ jobs, each post version once.
+
+    ``put`` claims a post version (SET NX on its channel/id/text-hash key) so a second sighting,
+    by the same or another source or process, is dropped; the post then waits in a buffer that is
+    flushed as one job when it holds ``batch_size`` posts or ``batch_wait`` seconds after its first
+    post. Redis calls run in a thread so a slow Redis never blocks a listener's event loop.
+    """
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        *,
+        queue: Queue | None = None,
+        batch_size: int = constants.BATCH_MAX_POSTS,
+        batch_wait: float = constants.BATCH_MAX_WAIT_SECONDS,
+        metrics: Any = None,
+    ) -> None:
+        self.connection = connection
+        self.queue = queue or posts_queue(connection)
+        self.batch_size = batch_size
+        self.batch_wait = batch_wait
+        self.metrics = metrics
+        self.stats = EnqueueStats()
+        self._buffer: list[Post] = []
+        self._lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+
+    # --- the PostSink protocol -----------------------------------------------------------------
+    async def put(self, post: Post) -> bool:
+        return (await self.put_many([post])) == 1
+
+    async def put_many(self, posts: Sequence[Post]) -> int:
+        """Claim and buffer new post versions; returns how many were new."""
+        if not posts:
+            return 0
+        claimed = await asyncio.to_thread(self._claim, posts)
+        fresh = [post for post, ok in zip(posts, claimed, strict=True) if ok]
+        self._count(posts, fresh)
+        if not fresh:
+            return 0
+        async with self._lock:
+            self._buffer.extend(fresh)
+            full = len(self._buffer) >= self.batch_size
+        if full:
+            await self.flush()
+        elif self._timer is None or self._timer.done():
+            self._timer = asyncio.get_running_loop().create_task(self._flush_later())
+        return len(fresh)
+
+    async def reject(self, rejected: Rejected) -> None:
+        self.stats.rejected += 1
+        await asyncio.to_thread(record_rejected, self.connection, rejected)
+        log.warning("input_rejected", source=rejected.source, index=rejected.index,
+                    reason=rejected.reason)  # fmt: skip
+
+    async def flush(self) -> None:
+        """Put every buffered post on the queue now (also called on shutdown)."""
+        async with self._lock:
+            while self._buffer:
+                batch = self._buffer[: self.batch_size]
+                await asyncio.to_thread(self._enqueue_batch, batch)
+                del self._buffer[: len(batch)]
+
+    async def close(self) -> None:
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+        await self.flush()
+
+    # --- internals -----------------------------------------------------------------------------
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self.batch_wait)
+        await self.flush()
+
+    def _claim(self, posts: Sequence[Post]) -> list[bool]:
+        pipe = self.connection.pipeline(transaction=False)
+        for post in posts:
+            pipe.set(SEEN_PREFIX + post.version_key, post.source, nx=True, ex=CLAIM_TTL_SECONDS)
+        return [bool(ok) for ok in pipe.execute()]
+
+    def _enqueue_batch(self, batch: list[Post]) -> None:
+        payload = [post.to_dict() for post in batch]
+        with self.connection.pipeline() as pipe:
+            self.queue.enqueue_call(
+                PROCESS_POSTS,
+                args=(payload,),
+                timeout=constants.JOB_TIMEOUT_SECONDS,
+                result_ttl=constants.JOB_RESULT_TTL_SECONDS,
+                failure_ttl=constants.JOB_FAILURE_TTL_SECONDS,
+                retry=Retry(
+                    max=constants.JOB_RETRY_MAX, interval=list(constants.JOB_RETRY_INTERVALS)
+                ),
+                description=f"{len(batch)} posts",
+                pipeline=pipe,
+            )
+            for post in batch:
+                pipe.expire(SEEN_PREFIX + post.version_key, constants.SEEN_TTL_SECONDS)
+            pipe.execute()
+        self.stats.jobs += 1
+        log.debug("batch_enqueued", posts=len(batch), queue=self.queue.name)
+
+    def _count(self, posts: Iterable[Post], fresh: list[Post]) -> None:
+        total = 0
+        for post in posts:
+            total += 1
+            self.stats.by_source[post.source] = self.stats.by_source.get(post.source, 0) + 1
+        self.stats.seen += total
+        self.stats.enqueued += len(fresh)
+        self.stats.duplicates += total - len(fresh)
