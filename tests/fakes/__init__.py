@@ -1,1 +1,1 @@
-"""Local stand-ins for parties the tests cannot reach (Telegram's servers), speaking their protocol."""
+"""Local stand-ins for parties the tests cannot reach (Telegram's servers)."""

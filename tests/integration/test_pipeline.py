@@ -1,4 +1,4 @@
-"""End to end on a real Redis: ingest the sample, run a burst worker, find every post stored once."""
+"""End to end on a real Redis: ingest the sample, run a burst worker, every post stored once."""
 
 from __future__ import annotations
 
