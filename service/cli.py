@@ -87,7 +87,7 @@ def ingest(files: tuple[Path, ...], progress: bool | None) -> None:
     Prints how many items were read, enqueued, skipped as already seen, and set aside.
     """
     from service.queue import Enqueuer
-    from service.sources.files import ingest_files
+    from service.sources.files import FileReport, ingest_files
 
     with open_root() as root:
         enqueuer = Enqueuer(root.redis.client, batch_size=root.settings.batch_size,
@@ -95,28 +95,31 @@ def ingest(files: tuple[Path, ...], progress: bool | None) -> None:
         show = sys.stderr.isatty() if progress is None else progress
         total = sum(path.stat().st_size for path in files)
 
-        async def go() -> object:
-            with click.progressbar(length=len(files), label="ingesting", file=sys.stderr,
-                                   hidden=not show) as bar:  # fmt: skip
-                reports = []
-                for path in files:
-                    reports.append(await ingest_files([path], enqueuer))
-                    bar.update(1)
-                await enqueuer.close()
-                return reports
+        async def go() -> FileReport:
+            done: dict[Path, float] = {}
+            with click.progressbar(length=total, label="ingesting", file=sys.stderr,
+                                   hidden=not show, show_pos=False) as bar:  # fmt: skip
 
-        reports = asyncio.run(go())
-        read = sum(r.read for r in reports)  # type: ignore[attr-defined]
-        set_aside = sum(r.set_aside for r in reports)  # type: ignore[attr-defined]
-        failed = [f for r in reports for f in r.failed_files]  # type: ignore[attr-defined]
+                def advance(path: Path, handled: int, posts: int) -> None:
+                    # Progress in bytes of input: files of any size weigh what they hold.
+                    share = path.stat().st_size * handled / max(posts, 1)
+                    bar.update(int(share - done.get(path, 0.0)))
+                    done[path] = share
+
+                report = await ingest_files(list(files), enqueuer, progress=advance)
+                await enqueuer.close()
+                return report
+
+        report = asyncio.run(go())
+        failed = report.failed_files
         click.echo(
-            f"read {read} items from {len(files)} file(s) ({total / 1024:.0f} KiB): "
+            f"read {report.read} items from {len(files)} file(s) ({total / 1024:.0f} KiB): "
             f"{enqueuer.stats.enqueued} enqueued in {enqueuer.stats.jobs} job(s), "
-            f"{enqueuer.stats.duplicates} already seen, {set_aside} set aside"
+            f"{enqueuer.stats.duplicates} already seen, {report.set_aside} set aside"
         )
         for line in failed:
             click.echo(f"  unreadable: {line}", err=True)
-        if set_aside:
+        if report.set_aside:
             click.echo("  see them with: tgwatch rejected", err=True)
         if failed and len(failed) == len(files):
             sys.exit(1)

@@ -16,16 +16,24 @@ from rq.serializers import JSONSerializer
 
 from service import constants
 from service.core.formats.result import Rejected
-from service.core.post import Post
+from service.core.post import Post, bare_channel_id
+from service.redis import text
 
 log = structlog.get_logger(__name__)
 
 PROCESS_POSTS = "workers.jobs.process_posts"
 SEEN_PREFIX = constants.KEY_PREFIX + "seen:"
 REJECTED_KEY = constants.KEY_PREFIX + "rejected"
+# Channel id → username, learned from sources that know both (Bot API, preview) so that posts from
+# sources that only know the id (Desktop exports, private channels) land on the same channel.
+CHANNEL_NAMES_KEY = constants.KEY_PREFIX + "channel-names"
 # A claim on a post version lives this long until its batch is safely on the queue; if the process
 # dies first, the claim expires and the next sighting of the post enqueues it again.
 CLAIM_TTL_SECONDS = 120
+
+
+def _bare(post: Post) -> str:
+    return str(bare_channel_id(post.channel_id or 0))
 
 
 def posts_queue(connection: redis.Redis, name: str = constants.POSTS_QUEUE) -> Queue:
@@ -92,6 +100,7 @@ class Enqueuer:
         """Claim and buffer new post versions; returns how many were new."""
         if not posts:
             return 0
+        posts = await asyncio.to_thread(self._resolve_channels, posts)
         claimed = await asyncio.to_thread(self._claim, posts)
         fresh = [post for post, ok in zip(posts, claimed, strict=True) if ok]
         self._count(posts, fresh)
@@ -129,6 +138,31 @@ class Enqueuer:
     async def _flush_later(self) -> None:
         await asyncio.sleep(self.batch_wait)
         await self.flush()
+
+    def _resolve_channels(self, posts: Sequence[Post]) -> list[Post]:
+        """Learn id → username from posts that carry both; name id-only posts by it."""
+        learned = {
+            str(bare_channel_id(post.channel_id)): post.channel
+            for post in posts
+            if post.channel_id is not None and not post.channel.startswith("c/")
+        }
+        unnamed = sorted({_bare(p) for p in posts if p.channel.startswith("c/") and p.channel_id})
+        names: dict[str, str] = {}
+        if unnamed:
+            found = self.connection.hmget(CHANNEL_NAMES_KEY, unnamed)
+            names = {key: text(value) for key, value in zip(unnamed, found, strict=True) if value}
+        if learned:
+            pipe = self.connection.pipeline(transaction=False)
+            for channel_id, name in learned.items():
+                pipe.hset(CHANNEL_NAMES_KEY, channel_id, name)
+            pipe.execute()
+        names.update(learned)
+        return [
+            post.with_changes(channel=names[_bare(post)])
+            if post.channel.startswith("c/") and _bare(post) in names
+            else post
+            for post in posts
+        ]
 
     def _claim(self, posts: Sequence[Post]) -> list[bool]:
         pipe = self.connection.pipeline(transaction=False)

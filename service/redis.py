@@ -16,6 +16,11 @@ log = structlog.get_logger(__name__)
 EMBEDDED_SERVER_CONFIG = {"appendonly": "yes", "appendfsync": "everysec"}
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (clients here do not decode responses; RQ needs bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 @dataclass
 class RedisHandle:
     """A client plus what is needed to reach the same server from another process."""

@@ -11,6 +11,21 @@ from typing import Any
 TELEGRAM_WEB = "https://t.me"
 
 
+# The Bot API names a channel -(10**12 + bare id) ("-100" then the bare id, for 10-digit ids).
+CHANNEL_ID_BASE = 10**12
+
+
+def bare_channel_id(channel_id: int) -> int:
+    """The bare id of a channel from any of its forms (Bot API ``-100…``, preview ``-…``, export).
+
+    Ids that do not follow the Bot API channel formula (small toy ids) are taken as they are,
+    sign dropped, so every source of the same channel agrees on one key.
+    """
+    if channel_id <= -CHANNEL_ID_BASE:
+        return -channel_id - CHANNEL_ID_BASE
+    return abs(channel_id)
+
+
 def utf16_to_index(text: str) -> list[int]:
     """Map every UTF-16 code-unit offset of ``text`` to a Python string index.
 

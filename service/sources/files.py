@@ -32,14 +32,14 @@ async def ingest_files(
     sink: PostSink,
     *,
     chunk: int = 100,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[Path, int, int], None] | None = None,
     delay: float = 0.0,
 ) -> FileReport:
     """Parse each file (format auto-detected) and hand its posts to the sink in chunks.
 
     A malformed item is set aside through ``sink.reject`` and the rest of the file goes on; a file
     that cannot be read at all is reported and the other files still go through. ``progress`` is
-    called with the number of posts handled since the last call; ``delay`` paces a replay.
+    called with the file, the posts handled so far and the file's posts; ``delay`` paces a replay.
     """
     from service.core.formats.detect import parse_file
 
@@ -65,7 +65,7 @@ async def ingest_files(
             report.enqueued += fresh
             report.duplicates += len(part) - fresh
             if progress is not None:
-                progress(len(part))
+                progress(path, start + len(part), len(posts))
             if delay:
                 await asyncio.sleep(delay)
         log.info("file_ingested", file=str(path), read=result.read, posts=len(result.posts),

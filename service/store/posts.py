@@ -19,6 +19,7 @@ import redis
 from service import constants
 from service.core.model import Enrichment
 from service.core.post import Post
+from service.redis import text
 
 P = constants.KEY_PREFIX
 CHANNELS_KEY = P + "channels"
@@ -61,10 +62,6 @@ class StoredVersion:
     post: Post
     enrichment: Enrichment
     stored_at: float
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _post_key(key: str) -> str:
@@ -127,7 +124,7 @@ class PostStore:
     def versions(self, key: str) -> list[StoredVersion]:
         """Every stored version of a post (``channel/id``), oldest first."""
         raw = self.connection.hgetall(_post_key(key.lower()))
-        found = [self._decode(_text(value)) for value in raw.values()]
+        found = [self._decode(text(value)) for value in raw.values()]
         return sorted(found, key=lambda version: version.seq)
 
     def latest(self, key: str) -> StoredVersion | None:
@@ -145,11 +142,11 @@ class PostStore:
         return result
 
     def channels(self) -> list[str]:
-        return sorted(_text(member) for member in self.connection.smembers(CHANNELS_KEY))
+        return sorted(text(member) for member in self.connection.smembers(CHANNELS_KEY))
 
     def stats(self, channel: str) -> dict[str, str]:
         raw = self.connection.hgetall(_stats_key(channel.lower()))
-        return {_text(key): _text(value) for key, value in raw.items()}
+        return {text(key): text(value) for key, value in raw.items()}
 
     @staticmethod
     def _decode(raw: str) -> StoredVersion:
