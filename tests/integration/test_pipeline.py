@@ -100,3 +100,17 @@ async def test_a_bad_post_in_a_job_is_set_aside_not_the_batch(redis_url: str) ->
     run_burst_worker(redis_url)
     assert PostStore(client).latest("demo/5") is not None
     assert list_rejected(client, 5)[0]["stage"] == "job"
+
+
+async def test_the_same_posts_from_three_formats_travel_once(
+    redis_url: str, fixtures_dir: Path
+) -> None:
+    updates = fixtures_dir / "mfa_russia_sample.json"
+    first = await ingest(redis_url, updates)
+    assert first.stats.enqueued == len({p.version_key for p in parse_file(updates).posts})
+    # The export knows the channel only by id and the preview carries the final texts: every
+    # post in them is a version the bot updates already brought.
+    others = await ingest(redis_url, fixtures_dir / "mfa_russia_export.json",
+                          fixtures_dir / "mfa_russia_preview.html")  # fmt: skip
+    assert others.stats.seen > 0
+    assert others.stats.enqueued == 0
