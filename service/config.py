@@ -52,7 +52,10 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=constants.BATCH_MAX_POSTS, ge=1, le=10_000)
     batch_wait: float = Field(default=constants.BATCH_MAX_WAIT_SECONDS, gt=0, le=60)
     rules_file: Path | None = None
-    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", description="where /metrics, /healthz listen")
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="0 disables; worker i serves on port + i"
+    )
 
     @field_validator("channels", mode="before")
     @classmethod

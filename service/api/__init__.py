@@ -1,0 +1,1 @@
+"""HTTP endpoints of tgwatch processes: the ops endpoints (metrics, health, readiness)."""

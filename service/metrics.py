@@ -1,0 +1,438 @@
+"""Every Prometheus metric tgwatch exports, on an explicit registry built once per process.
+
+Each process's composition root builds one ``Metrics`` and hands it down; nothing here creates a
+metric at import time. Counters and histograms are updated in-process by the component that sees
+the event; the state that lives in Redis (queue depths, failed jobs, registered workers, webhook
+dead letters) is read at scrape time by ``RedisStateCollector``.
+
+Label values stay bounded: ``channel`` is one of the configured (or bot-administered) channels,
+``source``/``step``/``outcome``/``target``/``kind`` are short fixed codes, and ``reason`` is a
+short code chosen by the caller (never an exception message). As a last guard, each label keeps
+at most ``LABEL_VALUES_MAX`` distinct values per metric; later values are folded into ``other``.
+
+Processes: RQ workers do not fork per job, so each worker process keeps its own registry and
+serves its own endpoint (``worker_port``). Setting ``PROMETHEUS_MULTIPROC_DIR`` (before
+prometheus_client is imported) switches to prometheus_client's multiprocess mode instead: every
+process writes its values to files there and any process's endpoint serves the aggregate.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import metadata
+
+import redis
+import structlog
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    ProcessCollector,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from rq import Queue, Worker
+from rq.registry import FailedJobRegistry
+
+from service import constants
+
+log = structlog.get_logger(__name__)
+
+# Known label values; series for them exist (at 0) from start-up so rate() and the dashboard work
+# before the first event.
+STAGE_STEPS = ("parse", "enrich", "match", "store", "alert")
+ALERT_OUTCOMES = ("alert", "suppressed_edit", "suppressed_duplicate")
+DELIVERY_TARGETS = ("telegram", "webhook")
+DELIVERY_OUTCOMES = ("sent", "failed", "retried", "dead_letter")
+MATCH_KINDS = ("keyword", "entity", "topic")
+# Distinct values one label of one metric may take before new ones are folded into "other": a
+# typo'd caller passing an id or a message as a label must not blow up Prometheus' memory.
+LABEL_VALUES_MAX = 500
+OTHER = "other"
+
+# Buckets, in seconds, per kind of duration.
+STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# Post date -> delivered: seconds for live posts, hours for a backfill or a replayed export.
+END_TO_END_BUCKETS = (
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
+    43200.0, 86400.0,
+)  # fmt: skip
+COMPILE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# The delivery workers' dead-letter list (alerts that used up their retries).
+DEFAULT_DEAD_LETTER_KEY = constants.DELIVERY_DEAD_KEY
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("tgwatch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def worker_port(base_port: int, index: int) -> int:
+    """The ops port of worker ``index`` (0-based) of a process group; 0 (disabled) stays 0."""
+    return 0 if base_port == 0 else base_port + index
+
+
+class Metrics:
+    """The metrics of one process. Attributes are the raw metrics; methods are the usual calls."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.multiproc_dir: str | None = env.get(MULTIPROC_ENV) or None
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._seen_labels: dict[tuple[str, str], set[str]] = {}
+        r = self.registry
+
+        # --- sources ---------------------------------------------------------------------------
+        self.posts_seen = Counter(
+            "tgwatch_posts_seen",
+            "Posts a source saw (before dedupe).",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.posts_enqueued = Counter(
+            "tgwatch_posts_enqueued",
+            "Post versions put on the posts queue.",
+            ["source", "channel"],
+            registry=r,
+        )
+        self.posts_duplicate = Counter(
+            "tgwatch_posts_duplicate",
+            "Posts not enqueued: that version was already seen.",
+            ["source"],
+            registry=r,
+        )
+        self.source_errors = Counter(
+            "tgwatch_source_errors",
+            "Errors of a source by short reason code.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "tgwatch_rejected",
+            "Malformed input items set aside.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.source_lag = Gauge(
+            "tgwatch_source_lag_seconds",
+            "Now minus the newest post's date, per channel.",
+            ["channel"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.poll_duration = Histogram(
+            "tgwatch_poll_duration_seconds",
+            "Duration of one poll of a channel's preview page.",
+            ["channel"],
+            buckets=POLL_BUCKETS,
+            registry=r,
+        )
+        # --- pipeline --------------------------------------------------------------------------
+        self.stage_duration = Histogram(
+            "tgwatch_stage_duration_seconds",
+            "Duration of one step of the post stage, per post.",
+            ["step"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.posts_processed = Counter(
+            "tgwatch_posts_processed", "Posts the workers' post stage finished.", registry=r
+        )
+        self.matches = Counter(
+            "tgwatch_matches", "Rule matches by subscription kind.", ["kind"], registry=r
+        )
+        self.alerts = Counter(
+            "tgwatch_alerts", "Alert decisions by outcome.", ["outcome"], registry=r
+        )
+        # --- delivery --------------------------------------------------------------------------
+        self.deliveries = Counter(
+            "tgwatch_deliveries",
+            "Delivery attempts by target kind and outcome.",
+            ["target", "outcome"],
+            registry=r,
+        )
+        self.delivery_latency = Histogram(
+            "tgwatch_delivery_latency_seconds",
+            "Duration of one send to a target.",
+            ["target"],
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.end_to_end_latency = Histogram(
+            "tgwatch_end_to_end_latency_seconds",
+            "Post date to alert delivered.",
+            buckets=END_TO_END_BUCKETS,
+            registry=r,
+        )
+        self.telegram_429 = Counter(
+            "tgwatch_telegram_429", "Telegram 'Too Many Requests' answers.", registry=r
+        )
+        self.telegram_wait = Counter(
+            "tgwatch_telegram_wait_seconds",
+            "Seconds waited on Telegram's retry_after.",
+            registry=r,
+        )
+        # Not tgwatch_webhook_dead_letters_total: its family name would equal the gauge's
+        # (tgwatch_webhook_dead_letters, read from Redis), which OpenMetrics scrapes reject.
+        self.dead_lettered = Counter(
+            "tgwatch_webhook_dead_lettered",
+            "Webhook deliveries given up and dead-lettered.",
+            registry=r,
+        )
+        # --- rules -----------------------------------------------------------------------------
+        self.subscriptions = Gauge(
+            "tgwatch_subscriptions",
+            "Active subscriptions.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.rules_compiled = Gauge(
+            "tgwatch_rules_compiled",
+            "Rules in the compiled index.",
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.index_compile = Histogram(
+            "tgwatch_index_compile_seconds",
+            "Time to compile the rule index.",
+            buckets=COMPILE_BUCKETS,
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "tgwatch_build_info",
+            "Always 1; labels say what runs.",
+            ["version", "python"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(package_version(), platform.python_version()).set(1)
+
+        for step in STAGE_STEPS:
+            self.stage_duration.labels(step)
+        for outcome in ALERT_OUTCOMES:
+            self.alerts.labels(outcome)
+        for kind in MATCH_KINDS:
+            self.matches.labels(kind)
+        for target in DELIVERY_TARGETS:
+            self.delivery_latency.labels(target)
+            for delivery_outcome in DELIVERY_OUTCOMES:
+                self.deliveries.labels(target, delivery_outcome)
+        if self.multiproc_dir is None and registry is None:
+            # Process metrics only make sense per process; multiprocess mode cannot merge them.
+            ProcessCollector(registry=r)
+            GCCollector(registry=r)
+        self._redis_collector: RedisStateCollector | None = None
+
+    # --- exposition ----------------------------------------------------------------------------
+    def exposition_registry(self) -> CollectorRegistry:
+        """What /metrics serves: this registry, or in multiprocess mode every process's files."""
+        if self.multiproc_dir is None:
+            return self.registry
+        merged = CollectorRegistry()
+        # prometheus_client leaves this constructor unannotated.
+        multiprocess.MultiProcessCollector(merged, path=self.multiproc_dir)  # type: ignore[no-untyped-call]
+        if self._redis_collector is not None:
+            merged.register(self._redis_collector)
+        return merged
+
+    def attach_redis(
+        self,
+        client: redis.Redis,
+        queues: Sequence[str] = (constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE),
+        dead_letter_key: str = DEFAULT_DEAD_LETTER_KEY,
+    ) -> RedisStateCollector:
+        """Export the queue depths, failed jobs, workers and dead letters read at scrape time."""
+        if self._redis_collector is not None:
+            return self._redis_collector
+        collector = RedisStateCollector(client, queues, dead_letter_key)
+        self.registry.register(collector)
+        self._redis_collector = collector
+        return collector
+
+    # --- label guard ---------------------------------------------------------------------------
+    def bounded(self, metric: str, label: str, value: str) -> str:
+        """``value``, or ``other`` once this label already took ``LABEL_VALUES_MAX`` values."""
+        seen = self._seen_labels.setdefault((metric, label), set())
+        if value in seen:
+            return value
+        if len(seen) >= LABEL_VALUES_MAX:
+            return OTHER
+        seen.add(value)
+        return value
+
+    # --- sources -------------------------------------------------------------------------------
+    def register_channels(self, source: str, channels: Iterable[str]) -> None:
+        """Create the per-channel series of a source at 0, from its configured channels."""
+        for name in channels:
+            channel = self.bounded("posts", "channel", name)
+            self.posts_seen.labels(source, channel)
+            self.posts_enqueued.labels(source, channel)
+        self.posts_duplicate.labels(source)
+
+    def post_seen(self, source: str, channel: str, count: int = 1) -> None:
+        self.posts_seen.labels(source, self.bounded("posts", "channel", channel)).inc(count)
+
+    def post_enqueued(self, source: str, channel: str, count: int = 1) -> None:
+        self.posts_enqueued.labels(source, self.bounded("posts", "channel", channel)).inc(count)
+
+    def post_duplicate(self, source: str, count: int = 1) -> None:
+        self.posts_duplicate.labels(source).inc(count)
+
+    def source_error(self, source: str, reason: str) -> None:
+        """``reason`` is a short code (``http_429``, ``http_5xx``, ``network``, ``parse``...)."""
+        self.source_errors.labels(source, self.bounded("source_errors", "reason", reason)).inc()
+
+    def reject(self, source: str, reason: str, count: int = 1) -> None:
+        self.rejected.labels(source, self.bounded("rejected", "reason", reason)).inc(count)
+
+    def set_source_lag(
+        self, channel: str, newest_post_date: datetime, now: datetime | None = None
+    ) -> None:
+        now = now or datetime.now(UTC)
+        lag = max(0.0, (now - newest_post_date).total_seconds())
+        self.source_lag.labels(self.bounded("lag", "channel", channel)).set(lag)
+
+    @contextmanager
+    def poll_timer(self, channel: str) -> Iterator[None]:
+        with self.poll_duration.labels(self.bounded("poll", "channel", channel)).time():
+            yield
+
+    # --- pipeline ------------------------------------------------------------------------------
+    @contextmanager
+    def stage_timer(self, step: str) -> Iterator[None]:
+        """Time one step (``parse``, ``enrich``, ``match``, ``store``, ``alert``) of one post."""
+        with self.stage_duration.labels(self.bounded("stage", "step", step)).time():
+            yield
+
+    def observe_stage(self, step: str, seconds: float) -> None:
+        self.stage_duration.labels(self.bounded("stage", "step", step)).observe(seconds)
+
+    def post_processed(self, count: int = 1) -> None:
+        self.posts_processed.inc(count)
+
+    def match(self, kind: str, count: int = 1) -> None:
+        self.matches.labels(self.bounded("matches", "kind", kind)).inc(count)
+
+    def alert(self, outcome: str) -> None:
+        """``outcome``: ``alert``, ``suppressed_edit`` or ``suppressed_duplicate``."""
+        self.alerts.labels(self.bounded("alerts", "outcome", outcome)).inc()
+
+    # --- delivery ------------------------------------------------------------------------------
+    def delivery(self, target: str, outcome: str, seconds: float | None = None) -> None:
+        """One attempt to ``telegram``/``webhook``: ``sent``, ``failed``, ``retried``..."""
+        target = self.bounded("deliveries", "target", target)
+        self.deliveries.labels(target, self.bounded("deliveries", "outcome", outcome)).inc()
+        if seconds is not None:
+            self.delivery_latency.labels(target).observe(seconds)
+
+    def delivered(self, post_date: datetime, now: datetime | None = None) -> None:
+        """An alert about a post dated ``post_date`` reached its target."""
+        now = now or datetime.now(UTC)
+        self.end_to_end_latency.observe(max(0.0, (now - post_date).total_seconds()))
+
+    def telegram_rate_limited(self, retry_after: float) -> None:
+        self.telegram_429.inc()
+        self.telegram_wait.inc(max(0.0, retry_after))
+
+    def webhook_dead_lettered(self) -> None:
+        self.dead_lettered.inc()
+
+    # --- rules ---------------------------------------------------------------------------------
+    def set_rules(self, subscriptions: int, rules_compiled: int, compile_seconds: float) -> None:
+        self.subscriptions.set(subscriptions)
+        self.rules_compiled.set(rules_compiled)
+        self.index_compile.observe(compile_seconds)
+
+    @contextmanager
+    def index_compile_timer(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.index_compile.observe(time.perf_counter() - start)
+
+
+class RedisStateCollector(Collector):
+    """Reads RQ queue lengths, failed registries, workers and dead letters when scraped.
+
+    Values come from Redis, so every process that attaches it reports the same numbers; the
+    dashboard and alerts aggregate them with ``max``. A Redis error never breaks /metrics: the
+    collector reports ``tgwatch_redis_up 0`` and skips the rest.
+    """
+
+    def __init__(self, client: redis.Redis, queues: Sequence[str], dead_letter_key: str) -> None:
+        self.client = client
+        self.queues = tuple(queues)
+        self.dead_letter_key = dead_letter_key
+
+    def _families(self) -> dict[str, GaugeMetricFamily]:
+        return {
+            "up": GaugeMetricFamily("tgwatch_redis_up", "1 if Redis answered this scrape."),
+            "depth": GaugeMetricFamily(
+                "tgwatch_queue_depth", "Jobs waiting in an RQ queue.", labels=["queue"]
+            ),
+            "failed": GaugeMetricFamily(
+                "tgwatch_jobs_failed", "Jobs in an RQ queue's failed registry.", labels=["queue"]
+            ),
+            "workers": GaugeMetricFamily("tgwatch_workers", "RQ workers registered in Redis."),
+            "dead": GaugeMetricFamily(
+                "tgwatch_webhook_dead_letters", "Deliveries waiting in the dead-letter list."
+            ),
+        }
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families().values())
+
+    def collect(self) -> Iterable[Metric]:
+        families = self._families()
+        try:
+            depths = {name: Queue(name, connection=self.client).count for name in self.queues}
+            failed = {
+                name: FailedJobRegistry(name, connection=self.client).count for name in self.queues
+            }
+            workers = Worker.count(connection=self.client)
+            dead = self._length(self.dead_letter_key)
+        except redis.RedisError as exc:
+            log.warning("metrics_redis_unavailable", error=type(exc).__name__)
+            families["up"].add_metric([], 0)
+            return [families["up"]]
+        families["up"].add_metric([], 1)
+        for name in self.queues:
+            families["depth"].add_metric([name], depths[name])
+            families["failed"].add_metric([name], failed[name])
+        families["workers"].add_metric([], workers)
+        families["dead"].add_metric([], dead)
+        return list(families.values())
+
+    def _length(self, key: str) -> int:
+        """Items under ``key`` whatever its type (list, sorted set, set, hash or stream)."""
+        kind = self.client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        counters = {
+            "list": self.client.llen,
+            "zset": self.client.zcard,
+            "set": self.client.scard,
+            "hash": self.client.hlen,
+            "stream": self.client.xlen,
+        }
+        counter = counters.get(kind)
+        return int(counter(key)) if counter is not None else 0

@@ -1,0 +1,1 @@
+"""Tests of the ops surface: metrics, endpoints and the deploy files."""
