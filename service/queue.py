@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import structlog
@@ -18,6 +18,9 @@ from service import constants
 from service.core.formats.result import Rejected
 from service.core.post import Post, bare_channel_id
 from service.redis import text
+
+if TYPE_CHECKING:
+    from service.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -80,7 +83,7 @@ class Enqueuer:
         queue: Queue | None = None,
         batch_size: int = constants.BATCH_MAX_POSTS,
         batch_wait: float = constants.BATCH_MAX_WAIT_SECONDS,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.connection = connection
         self.queue = queue or posts_queue(connection)
@@ -117,6 +120,8 @@ class Enqueuer:
 
     async def reject(self, rejected: Rejected) -> None:
         self.stats.rejected += 1
+        if self.metrics is not None:
+            self.metrics.reject("input", "malformed")
         await asyncio.to_thread(record_rejected, self.connection, rejected)
         log.warning("input_rejected", source=rejected.source, index=rejected.index,
                     reason=rejected.reason)  # fmt: skip
@@ -199,3 +204,12 @@ class Enqueuer:
         self.stats.seen += total
         self.stats.enqueued += len(fresh)
         self.stats.duplicates += total - len(fresh)
+        if self.metrics is not None:
+            for post in posts:
+                self.metrics.post_seen(post.source, post.channel_key)
+            for post in fresh:
+                self.metrics.post_enqueued(post.source, post.channel_key)
+            fresh_keys = {id(post) for post in fresh}
+            for post in posts:
+                if id(post) not in fresh_keys:
+                    self.metrics.post_duplicate(post.source)

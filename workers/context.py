@@ -8,6 +8,7 @@ from typing import Any
 from redis import Redis
 
 from service.config import Settings
+from service.metrics import Metrics
 from service.store.posts import PostStore
 
 _current: WorkerContext | None = None
@@ -25,11 +26,19 @@ class WorkerContext:
     settings: Settings
     redis: Redis
     posts: PostStore
+    metrics: Metrics
     extras: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, settings: Settings, connection: Redis) -> WorkerContext:
-        return cls(settings=settings, redis=connection, posts=PostStore(connection))
+    def build(
+        cls, settings: Settings, connection: Redis, metrics: Metrics | None = None
+    ) -> WorkerContext:
+        return cls(
+            settings=settings,
+            redis=connection,
+            posts=PostStore(connection),
+            metrics=metrics or Metrics(),
+        )
 
 
 def install(context: WorkerContext) -> None:

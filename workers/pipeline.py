@@ -32,14 +32,17 @@ class StageReport:
 def process_posts(context: WorkerContext, posts: list[Post]) -> StageReport:
     """Run the post stage over a batch of post versions."""
     report = StageReport(received=len(posts))
+    metrics = context.metrics
     for post in posts:
         enrichment = Enrichment()
-        seq = context.posts.store(post, enrichment)
+        with metrics.stage_timer("store"):
+            seq = context.posts.store(post, enrichment)
         if seq <= 0:
             # Already stored (a retried batch, or two sources racing): nothing more to do.
             report.already_stored += 1
             continue
         report.stored += 1
+    metrics.post_processed(len(posts))
     log.info("posts_processed", received=report.received, stored=report.stored,
              already=report.already_stored)  # fmt: skip
     return report

@@ -14,8 +14,15 @@ from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from service import constants
+from service.api.ops import (
+    redis_ready,
+    start_ops_server_thread,
+    sync_readiness,
+    workers_registered,
+)
 from service.config import Settings
 from service.logging import configure_logging
+from service.metrics import Metrics, worker_port
 from workers.context import WorkerContext, install
 
 log = structlog.get_logger(__name__)
@@ -39,10 +46,16 @@ class WorkerSpec:
     index: int = 0
 
 
-def build_worker(settings: Settings, connection: redis.Redis, queues: Sequence[str],
-                 name: str | None = None) -> TgwatchWorker:  # fmt: skip
+def build_worker(
+    settings: Settings,
+    connection: redis.Redis,
+    queues: Sequence[str],
+    *,
+    name: str | None = None,
+    metrics: Metrics | None = None,
+) -> TgwatchWorker:
     """The composition root of a worker: context first, then the RQ worker serving it."""
-    install(WorkerContext.build(settings, connection))
+    install(WorkerContext.build(settings, connection, metrics))
     return TgwatchWorker(list(queues), connection=connection, serializer=JSONSerializer, name=name)
 
 
@@ -54,10 +67,35 @@ def run_worker(spec: WorkerSpec) -> bool:
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     connection = redis.Redis.from_url(spec.redis_url)
-    worker = build_worker(settings, connection, spec.queues)
-    log.info("worker_started", name=worker.name, queues=list(spec.queues), burst=spec.burst)
-    return bool(worker.work(burst=spec.burst, with_scheduler=not spec.burst,
-                            logging_level="WARNING"))  # fmt: skip
+    metrics = Metrics()
+    worker = build_worker(settings, connection, spec.queues, metrics=metrics)
+    ops = None
+    port = worker_port(settings.metrics_port, spec.index)
+    if port:
+        # Each worker process serves its own /metrics: workers here never fork per job, so the
+        # process's registry sees every job it ran.
+        metrics.attach_redis(connection)
+        readiness = sync_readiness(
+            {
+                "redis": lambda: redis_ready(connection),
+                "worker_registered": lambda: workers_registered(connection, spec.queues),
+            }
+        )
+        ops = start_ops_server_thread(metrics, readiness, settings.metrics_host, port)
+    log.info(
+        "worker_started",
+        name=worker.name,
+        queues=list(spec.queues),
+        burst=spec.burst,
+        metrics_port=port or None,
+    )
+    try:
+        return bool(
+            worker.work(burst=spec.burst, with_scheduler=not spec.burst, logging_level="WARNING")
+        )
+    finally:
+        if ops is not None:
+            ops.stop()
 
 
 def _child(spec: WorkerSpec) -> None:
@@ -79,8 +117,9 @@ def start_worker_processes(
     return processes
 
 
-def stop_worker_processes(processes: Sequence[multiprocessing.process.BaseProcess],
-                          timeout: float = 30.0) -> None:  # fmt: skip
+def stop_worker_processes(
+    processes: Sequence[multiprocessing.process.BaseProcess], timeout: float = 30.0
+) -> None:
     """Warm shutdown: SIGTERM lets each worker finish its current job, then it exits."""
     for process in processes:
         if process.is_alive() and process.pid is not None:
