@@ -22,8 +22,6 @@ from service.redis import RedisHandle, connect
 
 log = structlog.get_logger(__name__)
 
-SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
-SAMPLE_UPDATES = SAMPLE_DIR / "mfa_russia_sample.json"
 
 
 @dataclass
@@ -217,7 +215,7 @@ def listen() -> None:
     from service.runtime import run_listeners
 
     with open_root() as root:
-        asyncio.run(run_listeners(root.settings, root.redis.client, demo=False))
+        asyncio.run(run_listeners(root.settings, root.redis.client, root.redis.url, demo=False))
 
 
 @cli.command()
@@ -246,7 +244,9 @@ def run(n_workers: int | None, demo: bool | None) -> None:
         procs = start_worker_processes(specs)
         try:
             # Listeners stop on SIGINT/SIGTERM (their own handlers) after flushing to the queue.
-            stats = asyncio.run(run_listeners(settings, root.redis.client, demo=demo))
+            stats = asyncio.run(
+                run_listeners(settings, root.redis.client, root.redis.url, demo=demo)
+            )
             if demo and stats is not None:
                 wait_for_queues(root.redis.client, default_queues(), timeout=180)
         finally:

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8081, ge=1, le=65535)
     webhook_path: str = "/telegram/webhook"
+    webhook_url: str | None = Field(
+        default=None, description="public URL given to setWebhook (default: the local address)"
+    )
     data_dir: Path = Field(default=Path("data"), description="where the embedded Redis keeps data")
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

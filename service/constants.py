@@ -66,3 +66,182 @@ PREVIEW_BACKOFF_MAX_SECONDS = 900.0
 PREVIEW_TIMEOUT_SECONDS = 20.0
 # A preview page is ~50-100 KB; anything far larger is not a preview page.
 PREVIEW_MAX_PAGE_BYTES = 5 * 1024 * 1024
+
+# --- Live sources: bot listener and preview poller ----------------------------------------------
+# The bot listener asks only for channel posts; other update types would be fetched and dropped.
+BOT_ALLOWED_UPDATES = ("channel_post", "edited_channel_post")
+# getUpdates long-poll wait: Telegram answers as soon as an update arrives, so this only bounds
+# how long an idle request stays open (well under the HTTP session's 60 s timeout).
+BOT_POLL_TIMEOUT_SECONDS = 25
+# Album items arrive as separate updates within milliseconds of each other; an album is emitted
+# once no new item of it has arrived for this long.
+BOT_ALBUM_WAIT_SECONDS = 1.0
+# After a failed getUpdates, wait this long, doubling per failure up to the cap: a Bot API outage
+# must not turn into a tight retry loop, and recovery should be noticed within a minute.
+BOT_RETRY_MIN_SECONDS = 1.0
+BOT_RETRY_MAX_SECONDS = 60.0
+# On stop, one short getUpdates confirms the last offset so a restart does not replay the batch;
+# bounded because shutdown must not hang on an unreachable Bot API.
+BOT_CONFIRM_TIMEOUT_SECONDS = 5.0
+# A Retry-After larger than this is treated as this: a bogus header must not park a channel for
+# days, and an hour is far beyond any rate limit t.me has been seen to ask for.
+PREVIEW_RETRY_AFTER_MAX_SECONDS = 3600.0
+# Content hashes kept per channel for edit detection. The preview shows ~20 newest ids (more with
+# backfill); hashes of posts far below the watermark are never compared again.
+PREVIEW_HASHES_KEPT = 500
+# A live source's per-channel state (watermark, health) is one hash ``source:<channel>`` plus
+# ``source:<channel>:hashes`` (message id -> text hash), and a set lists the channels so
+# `tgwatch status` reads them without SCAN. Apart from the post store's ``channel:`` keys: those
+# say what was stored, these what a source saw and how its polling goes.
+SOURCE_CHANNELS_KEY = KEY_PREFIX + "sources"
+SOURCE_STATE_PREFIX = KEY_PREFIX + "source:"
+
+# --- Rule engine: queries, the compiled index, match state -----------------------------------
+# A query longer than this is a mistake or an abuse: 2000 characters hold an OR list of ~150 names.
+QUERY_MAX_LENGTH = 2000
+# Parentheses nest at most this deep: nobody writes deeper by hand, and parsing stays shallow.
+QUERY_MAX_NESTING = 20
+# Terms per query: past 100 a subscription should be split; bounds the cost of one rule's check.
+QUERY_MAX_TERMS = 100
+# A prefix shorter than this (`a*`) would match most tokens of every post.
+QUERY_PREFIX_MIN_LENGTH = 2
+# A user regex is at most this long, and RE2 may spend at most this much memory on its automaton:
+# a pattern like `.{1000}x` blows up, and 1 MiB each keeps a few hundred regexes under ~300 MB.
+REGEX_MAX_LENGTH = 500
+REGEX_MAX_MEM = 1 << 20
+# Highlights kept per match: every hit of a long post, yet a bounded alert payload.
+HIGHLIGHTS_MAX = 50
+# Rules live in Redis so every worker sees the same set: one hash of subscriptions (id -> JSON),
+# one of watched entities, and a counter bumped on every change that workers poll cheaply.
+RULES_SUBSCRIPTIONS_KEY = KEY_PREFIX + "rules:subscriptions"
+RULES_ENTITIES_KEY = KEY_PREFIX + "rules:entities"
+RULES_VERSION_KEY = KEY_PREFIX + "rules:version"
+# Workers GET the version at most this often: one cheap command a second, and a change is live
+# within the 2 s the rule engine promises (plus the time to compile it).
+RULES_CHECK_INTERVAL_SECONDS = 1.0
+# Per post (channel/id): the subscriptions any version matched, so an edit alerts only for new
+# ones. Edits come within hours or days; a month bounds the keys.
+MATCHED_POST_PREFIX = KEY_PREFIX + "matched:"
+MATCHED_POST_TTL_SECONDS = 30 * 24 * 3600
+# Per (subscription, normalized-text hash): the post that first alerted it, so forwarded copies
+# are suppressed as duplicates. Copies spread within days; a week bounds the keys.
+ALERTED_TEXT_PREFIX = KEY_PREFIX + "alerted:"
+ALERTED_TEXT_TTL_SECONDS = 7 * 24 * 3600
+# Alerts that go out, for delivery; capped (approximately, which is cheap) so Redis stays flat.
+ALERTS_STREAM = KEY_PREFIX + "alerts"
+ALERTS_STREAM_MAXLEN = 100_000
+
+# --- Delivery ---------------------------------------------------------------------------------
+# Every key the delivery workers write starts with this, so `SCAN tgwatch:delivery:*` shows them.
+DELIVERY_KEY_PREFIX = KEY_PREFIX + "delivery:"
+# A deactivated target (403 blocked/kicked, webhook 410) is recorded under this prefix and gets
+# no more deliveries until the record is deleted (the bot's /start or the API re-enables it).
+TARGET_DISABLED_PREFIX = KEY_PREFIX + "target:disabled:"
+# The last "chat not found" (and other permanent 400s) per target, for `status` and the API.
+TARGET_PROBLEM_PREFIX = KEY_PREFIX + "target:problem:"
+# "Sent" markers (alert id + target -> message id) outlive any redelivery an operator might
+# trigger; the same window as post dedupe, after which the post itself would not alert again.
+DELIVERY_SENT_TTL_SECONDS = SEEN_TTL_SECONDS
+# A delivery job holds an in-flight lease this long; if its worker dies, the lease runs out and
+# the job is re-enqueued. It must outlast the slowest honest attempt: a webhook timeout (15 s)
+# or a Telegram send including its longest in-process wait (10 s) plus a retried request.
+DELIVERY_LEASE_SECONDS = 60
+# Abandoned deliveries are looked for at most this often (a worker's maintenance tick).
+DELIVERY_RECOVERY_INTERVAL_SECONDS = 10
+# Alerts whose lease ran out are re-enqueued in batches of this size per maintenance tick.
+DELIVERY_RECOVERY_BATCH = 500
+# RQ kills a delivery job running longer than its lease: it is then recovered like a crash.
+DELIVERY_JOB_TIMEOUT_SECONDS = DELIVERY_LEASE_SECONDS
+# Deliveries that used up their retries (or failed for good) wait in one list until an operator
+# redelivers or deletes them: dropping them would lose alerts, so the list is never trimmed.
+DELIVERY_DEAD_KEY = DELIVERY_KEY_PREFIX + "dead"
+
+# --- Telegram delivery ------------------------------------------------------------------------
+# Telegram's documented bot limits: ~30 messages/s overall, 1 message/s in one chat, 20
+# messages/min in one group. The limiter keeps a 10% margin on the global window because the
+# server counts arrival times, which jitter after our clock granted the slot.
+TELEGRAM_GLOBAL_PER_SECOND = 30
+TELEGRAM_PER_CHAT_INTERVAL_SECONDS = 1.0
+TELEGRAM_GROUP_PER_MINUTE = 20
+TELEGRAM_LIMIT_MARGIN = 0.1
+# A sender sleeps in-process for a limiter slot at most this long; a longer wait (a group's
+# minute window, a long 429) gives the job back to the queue to run later instead of holding
+# a worker and outliving its lease.
+TELEGRAM_MAX_INLINE_WAIT_SECONDS = 10.0
+# Network errors and 5xx from the Bot API are retried after these delays (seconds), then the
+# alert goes to the dead-letter list.
+TELEGRAM_RETRY_SCHEDULE = (2, 10, 30, 120, 600, 1800)
+# The excerpt of a post in a Telegram alert: enough context to judge a match, short enough to
+# scan a chat full of alerts. The whole message stays under TELEGRAM_MESSAGE_LIMIT regardless.
+TELEGRAM_EXCERPT_CHARS = 1000
+# Telegram refuses callback_data longer than 64 bytes; buttons whose data would not fit are left
+# out rather than sent truncated.
+TELEGRAM_CALLBACK_DATA_LIMIT = 64
+# "Mute this subscription" from an alert's button lasts this long.
+MUTE_BUTTON_SECONDS = 3600
+
+# --- Webhook delivery -------------------------------------------------------------------------
+# Versioned payload schema: receivers switch on it; a breaking change gets a new version.
+WEBHOOK_SCHEMA = "tgwatch.alert.v1"
+# A receiver should answer fast and work asynchronously; 15 s covers a slow one without letting
+# a dead endpoint hold a worker.
+WEBHOOK_TIMEOUT_SECONDS = 15.0
+# Retry delays (seconds) after each failed attempt, ~10 h in all, so an endpoint down for an
+# afternoon still gets everything; then the alert goes to the dead-letter list.
+WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 10800, 21600)
+# Each delay is spread by up to this fraction so retries of many alerts do not arrive together.
+WEBHOOK_RETRY_JITTER = 0.2
+# Attempts kept in each endpoint's delivery log: enough to debug a day of trouble, bounded.
+WEBHOOK_LOG_MAX = 1000
+# Receivers reject signatures whose timestamp is further than this from their clock (replays).
+WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = 300
+
+# --- Digest and quiet hours -------------------------------------------------------------------
+# A "daily" digest is flushed at this local time of the subscriber's time zone.
+DIGEST_DAILY_AT = "09:00"
+# A digest message lists at most this many alerts; the rest are counted ("and N more").
+DIGEST_MAX_ITEMS = 30
+
+# --- Subscribers, bot and HTTP API ------------------------------------------------------------
+# A subscriber (``tg:<chat id>`` or ``api:<client>``) is one hash under this prefix, with a set
+# of the subscription ids it owns at ``<prefix><id>:subs``; the set below lists them all so an
+# operator can enumerate subscribers without SCAN.
+SUBSCRIBER_PREFIX = KEY_PREFIX + "subscriber:"
+SUBSCRIBERS_KEY = KEY_PREFIX + "subscribers"
+# Per Telegram chat, the subscriptions delivering to it: /digest and /quiet re-merge the chat's
+# settings into exactly those records instead of scanning every subscription.
+SUBSCRIBER_CHAT_SUBS_PREFIX = KEY_PREFIX + "chat-subs:"
+# Muted subscriptions by mute end (ZSET): the bot and the API sweep it to bring them back.
+SUBSCRIPTION_MUTES_KEY = KEY_PREFIX + "mutes"
+# How often the bot and the API sweep ended mutes: a mute of an hour may run this much longer.
+MUTE_SWEEP_INTERVAL_SECONDS = 30.0
+# A subscription in "digest" mode for a chat whose /digest is off is still digested, hourly: the
+# subscriber asked for a digest of it, and an hour is the middle of the choices.
+SUBSCRIPTION_DIGEST_FALLBACK = "1h"
+# The preview poller's dynamic channel list (/add_channel, the API), beside TGWATCH_CHANNELS.
+POLLER_CHANNELS_KEY = KEY_PREFIX + "poller:channels"
+# API keys: hash key id -> JSON {name, owner, admin, sha256, created_at}; the key itself is
+# never stored, only its SHA-256 (a random 32-byte key needs no slow hash).
+API_KEYS_KEY = KEY_PREFIX + "apikeys"
+API_KEY_BYTES = 32
+# /test and POST /v1/test look at this many recent posts per channel, across at most this many
+# channels: enough to tune a query, bounded so one request stays well under a second.
+TEST_POSTS_PER_CHANNEL = 200
+TEST_MAX_CHANNELS = 50
+# Hits shown by /test (the API returns up to TEST_API_MAX_HITS): a chat message stays readable.
+TEST_BOT_MAX_HITS = 5
+TEST_API_MAX_HITS = 100
+# A bot command's argument is at most this long; a query's own limit is QUERY_MAX_LENGTH.
+BOT_ARGUMENT_MAX_CHARS = 2500
+# Pages of GET /v1/alerts and of the delivery log: at most this many items per request.
+API_PAGE_MAX = 500
+# Request bodies of the API are small JSON documents; anything larger is refused (413).
+API_MAX_BODY_BYTES = 256 * 1024
+# A mute from an alert's button lasts at most a week: callback data comes from the client and
+# could ask for any length.
+MUTE_MAX_SECONDS = 7 * 24 * 3600
+
+# --- Quick-start demo ---------------------------------------------------------------------------
+# The bundled sample replays in about a second; a demo that has not finished by then is stuck and
+# says so rather than hanging a new user's terminal.
+DEMO_TIMEOUT_SECONDS = 60.0

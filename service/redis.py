@@ -45,7 +45,7 @@ def start_embedded(data_dir: Path) -> RedisHandle:
         str(data_dir / "redis.db"), serverconfig=dict(EMBEDDED_SERVER_CONFIG)
     )
     url = f"unix://{embedded.socket_file}"
-    log.info("embedded_redis_started", data_dir=str(data_dir), pid=embedded.pid)
+    log.debug("embedded_redis_started", data_dir=str(data_dir), pid=embedded.pid)
     return RedisHandle(client=redis.Redis.from_url(url), url=url, embedded=embedded)
 
 

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import redis
 import structlog
+from pydantic import SecretStr
 
+from service import constants
 from service.config import Settings
+from service.metrics import Metrics
 from service.queue import Enqueuer, EnqueueStats
 from service.sources.base import Listener
 
 log = structlog.get_logger(__name__)
+
+SAMPLE_UPDATES = Path(__file__).resolve().parent / "data" / "sample" / "mfa_russia_sample.json"
 
 
 def _install_stop_handlers(stop: asyncio.Event) -> None:
@@ -27,58 +34,127 @@ def _install_stop_handlers(stop: asyncio.Event) -> None:
             return
 
 
+async def build_listeners(
+    settings: Settings,
+    redis_url: str,
+    sink: Enqueuer,
+    stack: AsyncExitStack,
+    metrics: Metrics | None = None,
+) -> list[Listener]:
+    """The live sources this configuration asks for; their resources close with ``stack``."""
+    listeners: list[Listener] = []
+    if settings.telegram_token is not None:
+        from service.sources.bot import BotListener
+
+        listeners.append(
+            BotListener.from_settings(settings, sink, webhook_url=settings.webhook_url)
+        )
+    channels = list(settings.channels)
+    if channels:
+        from service.sources.preview import PreviewPoller, build_http_client
+        from service.store.channels import ChannelStore
+
+        store = ChannelStore.from_url(redis_url)
+        stack.push_async_callback(store.aclose)
+        http = await stack.enter_async_context(build_http_client(settings.preview_concurrency))
+        if metrics is not None:
+            metrics.register_channels("preview", channels)
+        listeners.append(PreviewPoller.from_settings(settings, sink, store, http))
+    return listeners
+
+
+async def _start_ops(
+    settings: Settings, connection: redis.Redis, metrics: Metrics, stack: AsyncExitStack
+) -> None:
+    if not settings.metrics_port:
+        return
+    from service.api.ops import async_readiness, ops_app, redis_ready, start_ops_server
+
+    metrics.attach_redis(connection)
+
+    async def redis_ok() -> bool:
+        return await asyncio.to_thread(redis_ready, connection)
+
+    app = ops_app(metrics, async_readiness({"redis": redis_ok}))
+    runner = await start_ops_server(app, settings.metrics_host, settings.metrics_port)
+    stack.push_async_callback(runner.cleanup)
+
+
 async def run_listeners(
-    settings: Settings, connection: redis.Redis, *, demo: bool
+    settings: Settings, connection: redis.Redis, redis_url: str, *, demo: bool
 ) -> EnqueueStats | None:
-    """Run every configured source until a stop signal (or, in demo mode, until the bundled
-    sample has been replayed). Returns the enqueue counts; None if stopped by a signal."""
+    """Run every configured source until a stop signal, or in demo mode until the bundled
+    sample has gone through the bot listener. Returns the enqueue counts (None when a signal
+    cut a demo short). The enqueuer is flushed on the way out: nothing a source handed over is
+    lost."""
     stop = asyncio.Event()
     _install_stop_handlers(stop)
-    enqueuer = Enqueuer(connection, batch_size=settings.batch_size, batch_wait=settings.batch_wait)
-    tasks: list[asyncio.Task[object]] = []
-    try:
+    metrics = Metrics()
+    enqueuer = Enqueuer(
+        connection, batch_size=settings.batch_size, batch_wait=settings.batch_wait, metrics=metrics
+    )
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(enqueuer.close)
+        await _start_ops(settings, connection, metrics, stack)
         if demo:
-            from service.sources.files import ingest_files
-
-            sample = sample_files()
-            log.info("demo_replay", files=[path.name for path in sample])
-            replay = asyncio.create_task(ingest_files(sample, enqueuer, chunk=5, delay=0.02))
-            done, _ = await asyncio.wait(
-                {replay, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if replay not in done:
-                replay.cancel()
-                return None
-            replay.result()
-            return enqueuer.stats
-        tasks = [
-            asyncio.create_task(listener.run(stop))
-            for listener in build_listeners(settings, connection, enqueuer)
-        ]
-        if not tasks:
+            return await _replay_demo(settings, enqueuer, stop)
+        listeners = await build_listeners(settings, redis_url, enqueuer, stack, metrics)
+        if not listeners:
             log.error("no_sources", hint="set TGWATCH_TELEGRAM_TOKEN and/or TGWATCH_CHANNELS")
             return enqueuer.stats
-        await stop.wait()
-        log.info("listeners_stopping")
-        await asyncio.gather(*tasks, return_exceptions=True)
-        return None
-    finally:
-        await enqueuer.close()
+        tasks = [asyncio.create_task(listener.run(stop)) for listener in listeners]
+        stopper = asyncio.create_task(stop.wait())
+        # A listener that dies stops the process (a supervisor restarts it) instead of running on
+        # with a source silently missing.
+        await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        stopper.cancel()
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("listener_failed", error=f"{type(result).__name__}: {result}")
         log.info("listeners_stopped", enqueued=enqueuer.stats.enqueued)
+        return None
 
 
-def sample_files() -> list[Path]:
-    from service.cli import SAMPLE_UPDATES
+async def _replay_demo(
+    settings: Settings, enqueuer: Enqueuer, stop: asyncio.Event
+) -> EnqueueStats | None:
+    """Serve the bundled sample from a local Bot API and read it with the real bot listener."""
+    from service.sources.bot import BotListener
+    from service.sources.replay import ReplayBotAPI
 
-    return [SAMPLE_UPDATES]
-
-
-def build_listeners(
-    settings: Settings, connection: redis.Redis, sink: Enqueuer
-) -> Sequence[Listener]:
-    """The live sources this configuration asks for."""
-    listeners: list[Listener] = []
-    return listeners
+    replay = ReplayBotAPI.from_file(SAMPLE_UPDATES)
+    await replay.start()
+    demo_settings = settings.model_copy(
+        update={
+            "telegram_api_url": replay.base_url,
+            "telegram_token": SecretStr(replay.token),
+            "webhook_secret": None,
+        }
+    )
+    listener = BotListener.from_settings(demo_settings, enqueuer, mode="polling")
+    listen_stop = asyncio.Event()
+    task = asyncio.create_task(listener.run(listen_stop))
+    started = time.monotonic()
+    try:
+        waiters = {asyncio.create_task(replay.drained.wait()), asyncio.create_task(stop.wait())}
+        await asyncio.wait(
+            {*waiters, task}, timeout=constants.DEMO_TIMEOUT_SECONDS, return_when="FIRST_COMPLETED"
+        )
+        for waiter in waiters:
+            waiter.cancel()
+        listen_stop.set()
+        await task
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await replay.stop()
+    log.info("demo_replayed", seconds=round(time.monotonic() - started, 2),
+             updates=len(replay.updates))  # fmt: skip
+    return None if stop.is_set() else enqueuer.stats
 
 
 def wait_for_queues(connection: redis.Redis, names: Sequence[str], timeout: float) -> bool:

@@ -11,6 +11,7 @@ from rq.serializers import JSONSerializer
 
 from service import constants
 from service.queue import REJECTED_KEY
+from service.store.channels import list_channel_health
 from service.store.posts import PostStore
 
 QUEUES = (constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE)
@@ -54,9 +55,12 @@ def collect_status(connection: redis.Redis) -> dict[str, Any]:
         for w in Worker.all(connection=connection)
     ]
     store = PostStore(connection)
+    health = {entry.channel: entry.to_dict() for entry in list_channel_health(connection)}
     channels = []
-    for channel in store.channels():
-        channels.append({"channel": channel, **store.stats(channel)})
+    for channel in sorted(set(store.channels()) | set(health)):
+        entry: dict[str, Any] = {"channel": channel, **store.stats(channel)}
+        entry.update({k: v for k, v in health.get(channel, {}).items() if v is not None})
+        channels.append(entry)
     return {
         "queues": queues,
         "workers": workers,
@@ -80,8 +84,12 @@ def render_status(report: dict[str, Any]) -> str:
     lines.append(f"Channels: {len(report['channels'])}")
     for ch in report["channels"]:
         health = ""
+        if ch.get("lag_seconds") is not None:
+            health += f"  lag {float(ch['lag_seconds']):.0f}s"
         if ch.get("last_error"):
-            health = f"  last error: {ch['last_error']}"
+            health += f"  last error: {ch['last_error']}"
+        if ch.get("failures"):
+            health += f" ({ch['failures']} in a row)"
         watermark = f"  watermark {ch['watermark']}" if ch.get("watermark") else ""
         lines.append(f"  {ch['channel']:<24} posts {ch.get('posts', 0):>5}  "
                      f"versions {ch.get('versions', 0):>5}  last post {ch.get('last_date', '-')}"

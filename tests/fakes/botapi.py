@@ -124,6 +124,8 @@ class FakeBotAPI:
         return self.base_url
 
     async def stop(self) -> None:
+        # Wake held getUpdates calls so shutdown does not wait out their long-poll timeout.
+        self._new_update.set()
         if self._runner is not None:
             await self._runner.cleanup()
 
