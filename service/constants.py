@@ -231,8 +231,6 @@ TEST_MAX_CHANNELS = 50
 # Hits shown by /test (the API returns up to TEST_API_MAX_HITS): a chat message stays readable.
 TEST_BOT_MAX_HITS = 5
 TEST_API_MAX_HITS = 100
-# A bot command's argument is at most this long; a query's own limit is QUERY_MAX_LENGTH.
-BOT_ARGUMENT_MAX_CHARS = 2500
 # Pages of GET /v1/alerts and of the delivery log: at most this many items per request.
 API_PAGE_MAX = 500
 # Request bodies of the API are small JSON documents; anything larger is refused (413).
@@ -245,3 +243,8 @@ MUTE_MAX_SECONDS = 7 * 24 * 3600
 # The bundled sample replays in about a second; a demo that has not finished by then is stuck and
 # says so rather than hanging a new user's terminal.
 DEMO_TIMEOUT_SECONDS = 60.0
+
+# --- Preview channels added at run time -----------------------------------------------------------
+# Channels added from the bot or the API are picked up this often by a running poller: one cheap
+# SMEMBERS, and a new channel starts within seconds of /add_channel.
+PREVIEW_CHANNELS_REFRESH_SECONDS = 5.0

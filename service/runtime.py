@@ -36,9 +36,11 @@ def _install_stop_handlers(stop: asyncio.Event) -> None:
 
 async def build_listeners(
     settings: Settings,
+    connection: redis.Redis,
     redis_url: str,
     sink: Enqueuer,
     stack: AsyncExitStack,
+    *,
     metrics: Metrics | None = None,
 ) -> list[Listener]:
     """The live sources this configuration asks for; their resources close with ``stack``."""
@@ -49,8 +51,14 @@ async def build_listeners(
         listeners.append(
             BotListener.from_settings(settings, sink, webhook_url=settings.webhook_url)
         )
+    from service.store import watchlist
+
+    async def added_channels() -> list[str]:
+        return await asyncio.to_thread(watchlist.channels, connection)
+
     channels = list(settings.channels)
-    if channels:
+    # Poll when channels are configured, or could be added at run time (from the bot or the API).
+    if channels or settings.telegram_token is not None or await added_channels():
         from service.sources.preview import PreviewPoller, build_http_client
         from service.store.channels import ChannelStore
 
@@ -59,7 +67,9 @@ async def build_listeners(
         http = await stack.enter_async_context(build_http_client(settings.preview_concurrency))
         if metrics is not None:
             metrics.register_channels("preview", channels)
-        listeners.append(PreviewPoller.from_settings(settings, sink, store, http))
+        listeners.append(
+            PreviewPoller.from_settings(settings, sink, store, http, channel_source=added_channels)
+        )
     return listeners
 
 
@@ -98,7 +108,9 @@ async def run_listeners(
         await _start_ops(settings, connection, metrics, stack)
         if demo:
             return await _replay_demo(settings, enqueuer, stop)
-        listeners = await build_listeners(settings, redis_url, enqueuer, stack, metrics)
+        listeners = await build_listeners(
+            settings, connection, redis_url, enqueuer, stack, metrics=metrics
+        )
         if not listeners:
             log.error("no_sources", hint="set TGWATCH_TELEGRAM_TOKEN and/or TGWATCH_CHANNELS")
             return enqueuer.stats

@@ -154,7 +154,11 @@ class PreviewPoller:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        channel_source: Callable[[], Awaitable[Iterable[str]]] | None = None,
+        refresh_every: float = constants.PREVIEW_CHANNELS_REFRESH_SECONDS,
     ) -> None:
+        self.channel_source = channel_source
+        self.refresh_every = refresh_every
         if isinstance(channels, Mapping):
             self.intervals = {name.lstrip("@"): float(every) for name, every in channels.items()}
         else:
@@ -385,17 +389,55 @@ class PreviewPoller:
 
     # --- the service ---------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every channel on its own schedule until ``stop`` is set."""
+        """Poll every channel on its own schedule until ``stop`` is set. With a
+        ``channel_source`` (channels added from the bot or the API), channels added or removed
+        there are picked up every ``refresh_every`` seconds without a restart."""
         log.info("preview_poller_started", channels=self.channels)
         watcher = asyncio.create_task(self._watch(stop))
-        tasks = [asyncio.create_task(self._channel_loop(name, stop)) for name in self.intervals]
+        tasks = {
+            name: asyncio.create_task(self._channel_loop(name, stop)) for name in self.intervals
+        }
+        refresher = None
+        if self.channel_source is not None:
+            refresher = asyncio.create_task(self._refresh(stop, tasks))
         try:
-            await asyncio.gather(*tasks)
+            if refresher is None:
+                await asyncio.gather(*tasks.values())
+            else:
+                await stop.wait()
+                await asyncio.gather(*tasks.values(), return_exceptions=True)
         finally:
-            for task in (*tasks, watcher):
+            extra = [watcher] if refresher is None else [watcher, refresher]
+            for task in (*tasks.values(), *extra):
                 task.cancel()
-            await asyncio.gather(*tasks, watcher, return_exceptions=True)
+            await asyncio.gather(*tasks.values(), *extra, return_exceptions=True)
             log.info("preview_poller_stopped")
+
+    async def _refresh(self, stop: asyncio.Event, tasks: dict[str, asyncio.Task[None]]) -> None:
+        """Start loops for channels the source added; stop those of channels it removed."""
+        assert self.channel_source is not None
+        static = set(self.intervals)
+        dynamic: set[str] = set()
+        while True:
+            try:
+                wanted = {name.lstrip("@").lower() for name in await self.channel_source()}
+            except Exception as exc:  # Redis away: keep polling what we have
+                log.warning("preview_channels_refresh_failed", error=repr(exc))
+                wanted = dynamic
+            known = {name.lower() for name in static}
+            for name in sorted(wanted - dynamic - known):
+                self.intervals[name] = self.default_interval
+                tasks[name] = asyncio.create_task(self._channel_loop(name, stop))
+                log.info("preview_channel_added", channel=name)
+            for name in sorted(dynamic - wanted):
+                task = tasks.pop(name, None)
+                if task is not None:
+                    task.cancel()
+                self.intervals.pop(name, None)
+                log.info("preview_channel_removed", channel=name)
+            dynamic = wanted - known
+            if await self._wait(stop, self.refresh_every):
+                return
 
     async def _watch(self, stop: asyncio.Event) -> None:
         await stop.wait()

@@ -417,3 +417,32 @@ async def test_from_settings(store: ChannelStore, sink: ListSink) -> None:
     assert poller.intervals == {"one": 30.0, "two": 30.0}
     assert poller.page_url("one", 5) == "http://preview.internal/s/one?before=5"
     assert poller.backfill_pages == 2
+
+
+async def test_channels_added_and_removed_at_run_time(
+    server: FakePreviewServer, make_poller: Any, sink: ListSink
+) -> None:
+    """A channel added from the bot or the API is polled without a restart; a removed one stops."""
+    server.add_posts(CHANNEL, 2)
+    server.add_channel("late_chan")
+    server.add_posts("late_chan", 3)
+    wanted: set[str] = set()
+    stop = asyncio.Event()
+
+    async def source() -> set[str]:
+        return set(wanted)
+
+    poller = make_poller([CHANNEL], channel_source=source, refresh_every=0.05,
+                         sleep=lambda _d: asyncio.sleep(0.01))  # fmt: skip
+    task = asyncio.create_task(poller.run(stop))
+    await asyncio.sleep(0.2)
+    assert {p.channel for p in sink.posts} == {CHANNEL}
+    wanted.add("late_chan")
+    await asyncio.sleep(0.3)
+    assert "late_chan" in poller.channels
+    assert sorted(p.message_id for p in sink.posts if p.channel == "late_chan") == [1, 2, 3]
+    wanted.clear()
+    await asyncio.sleep(0.3)
+    assert "late_chan" not in poller.channels
+    stop.set()
+    await asyncio.wait_for(task, 5)
