@@ -54,15 +54,26 @@ class Settings(BaseSettings):
     workers: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=constants.BATCH_MAX_POSTS, ge=1, le=10_000)
     batch_wait: float = Field(default=constants.BATCH_MAX_WAIT_SECONDS, gt=0, le=60)
-    rules_file: Path | None = None
+    rules_file: Path | None = Field(
+        default=None, description="rules YAML loaded into Redis at start (optional)"
+    )
+    languages: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["ru", "uk", "en", "es", "fr", "de"],
+        description="languages the detector tells apart",
+    )
+    taxonomy_file: Path | None = Field(default=None, description="topics YAML (default: bundled)")
+    topic_model: Path | None = Field(default=None, description="model from `tgwatch topics train`")
+    topic_mode: Literal["cues", "model", "blend"] | None = None
+    ner: bool = Field(default=False, description="PER/ORG/LOC recognition (ms per post)")
+    ner_languages: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["ru", "en"])
     metrics_host: str = Field(default="127.0.0.1", description="where /metrics, /healthz listen")
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="0 disables; worker i serves on port + i"
     )
 
-    @field_validator("channels", mode="before")
+    @field_validator("channels", "languages", "ner_languages", mode="before")
     @classmethod
-    def _split_channels(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip().lstrip("@") for item in value.split(",") if item.strip()]
         return value

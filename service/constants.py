@@ -248,3 +248,10 @@ DEMO_TIMEOUT_SECONDS = 60.0
 # Channels added from the bot or the API are picked up this often by a running poller: one cheap
 # SMEMBERS, and a new channel starts within seconds of /add_channel.
 PREVIEW_CHANNELS_REFRESH_SECONDS = 5.0
+
+# --- Post stage ---------------------------------------------------------------------------------
+# Alerts decided for a post version, kept so a retried batch hands the same alerts to delivery
+# instead of deciding again (by then the match state would call them edits). A day covers every
+# retry of a job (the last is minutes after the first) with room for an operator's requeue.
+DECIDED_PREFIX = KEY_PREFIX + "decided:"
+DECIDED_TTL_SECONDS = 24 * 3600

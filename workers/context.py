@@ -2,16 +2,60 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+import structlog
 from redis import Redis
+from rq import Queue
 
 from service.config import Settings
+from service.core.enrich import Enricher, build_enricher
+from service.core.query.index import RuleIndex
+from service.core.rules import RuleSet, Subscription
 from service.metrics import Metrics
+from service.rules_watch import RuleCache, load_ruleset
+from service.store.matches import RedisMatchState
 from service.store.posts import PostStore
 
+log = structlog.get_logger(__name__)
+
 _current: WorkerContext | None = None
+
+
+class LiveRules:
+    """The compiled index plus the subscriptions and watched entities behind it, refreshed when
+    the rules' version in Redis moves (checked at most every second, compiled only on change)."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        metrics: Metrics | None = None,
+        on_change: Callable[[RuleSet], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.cache = RuleCache(client)
+        self.metrics = metrics
+        self.on_change = on_change
+        self.subscriptions: dict[str, Subscription] = {}
+        self._version: int | None = None
+
+    def current(self) -> RuleIndex:
+        started = time.perf_counter()
+        index = self.cache.get()
+        if self.cache.version != self._version:
+            _, ruleset = load_ruleset(self.client)
+            self.subscriptions = {sub.id: sub for sub in ruleset.subscriptions}
+            self._version = self.cache.version
+            if self.on_change is not None:
+                self.on_change(ruleset)
+            if self.metrics is not None:
+                self.metrics.set_rules(
+                    len(ruleset.subscriptions), len(index), time.perf_counter() - started
+                )
+        return index
 
 
 @dataclass
@@ -27,18 +71,45 @@ class WorkerContext:
     redis: Redis
     posts: PostStore
     metrics: Metrics
-    extras: dict[str, Any] = field(default_factory=dict)
+    enricher: Enricher
+    rules: LiveRules
+    match_state: RedisMatchState
+    deliveries: Queue
+    clock: Callable[[], float] = field(default=time.time)
 
     @classmethod
     def build(
         cls, settings: Settings, connection: Redis, metrics: Metrics | None = None
     ) -> WorkerContext:
-        return cls(
+        from workers.delivery.context import deliveries_queue
+
+        metrics = metrics or Metrics()
+        enricher = build_enricher(
+            settings.languages,
+            settings.taxonomy_file,
+            settings.topic_model,
+            settings.ner,
+            ner_languages=tuple(settings.ner_languages),
+            topic_mode=settings.topic_mode,
+        )
+        context = cls(
             settings=settings,
             redis=connection,
             posts=PostStore(connection),
-            metrics=metrics or Metrics(),
+            metrics=metrics,
+            enricher=enricher,
+            rules=LiveRules(connection, metrics=metrics),
+            match_state=RedisMatchState(connection),
+            deliveries=deliveries_queue(connection),
         )
+        context.rules.on_change = context._rules_changed
+        return context
+
+    def _rules_changed(self, ruleset: RuleSet) -> None:
+        # Watched entities come with the rules: re-key the recognizer, keep the loaded models.
+        self.enricher = self.enricher.with_watched(ruleset.entities)
+        log.info("rules_loaded", subscriptions=len(ruleset.subscriptions),
+                 entities=len(ruleset.entities))  # fmt: skip
 
 
 def install(context: WorkerContext) -> None:

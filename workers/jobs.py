@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import structlog
@@ -23,6 +24,7 @@ def process_posts(payload: list[dict[str, Any]]) -> dict[str, int]:
     registry with the traceback.
     """
     context = current()
+    started = time.perf_counter()
     posts: list[Post] = []
     for index, item in enumerate(payload):
         try:
@@ -32,5 +34,7 @@ def process_posts(payload: list[dict[str, Any]]) -> dict[str, int]:
             record_rejected(context.redis, Rejected("job", index, reason, repr(item)[:2000]),
                             stage="job")  # fmt: skip
             log.warning("job_item_rejected", index=index, reason=reason)
+    if payload:
+        context.metrics.observe_stage("parse", (time.perf_counter() - started) / len(payload))
     report = pipeline.process_posts(context, posts)
     return {"received": report.received, "stored": report.stored, "alerts": report.alerts}

@@ -1,17 +1,28 @@
-"""The post stage: every post version goes through here — store, then the later stages.
+"""The post stage: every post version goes through here — enrich, match, alert, store.
 
 This is the single place where enrichment, matching and alerting plug in. It is synchronous
 and takes its clients from the worker context, so it runs the same in a worker and in tests.
+
+A retried batch must neither lose nor repeat an alert. So the version is stored *last* (a
+stored version is a finished one and is skipped), the alerts decided for a version are kept
+for a day and reused by a retry instead of being decided again (the match state would by then
+call them edits), and handing alerts to delivery is idempotent (the alert id is derived from the
+subscription and the post version; deliveries are claimed per alert and target).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from dataclasses import dataclass, field
 
 import structlog
 
-from service.core.model import Enrichment
+from service import constants
+from service.core import alerting
+from service.core.model import Alert, Enrichment
 from service.core.post import Post
+from service.deliveries import enqueue_deliveries
 from workers.context import WorkerContext
 
 log = structlog.get_logger(__name__)
@@ -24,25 +35,93 @@ class StageReport:
     received: int = 0
     stored: int = 0
     already_stored: int = 0
+    matches: int = 0
     alerts: int = 0
     suppressed: int = 0
+    deliveries: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def _decided_key(post: Post) -> str:
+    return f"{constants.DECIDED_PREFIX}{post.version_key}"
+
+
+def _decide(context: WorkerContext, post: Post, enrichment: Enrichment) -> list[Alert]:
+    """Match the post and apply the alert rules, or reuse what a failed attempt decided."""
+    saved = context.redis.get(_decided_key(post))
+    if saved is not None:
+        return [Alert.from_dict(item) for item in json.loads(saved)]
+    metrics = context.metrics
+    with metrics.stage_timer("match"):
+        index = context.rules.current()
+        matches = index.match(post, enrichment)
+    with metrics.stage_timer("alert"):
+        alerts = alerting.process(
+            post, matches, context.match_state, enrichment=enrichment, now=context.clock()
+        )
+    if alerts:
+        context.redis.set(
+            _decided_key(post),
+            json.dumps([alert.to_dict() for alert in alerts], ensure_ascii=False),
+            ex=constants.DECIDED_TTL_SECONDS,
+        )
+    return alerts
+
+
+def _deliver(context: WorkerContext, alerts: list[Alert], report: StageReport) -> None:
+    metrics = context.metrics
+    for alert in alerts:
+        metrics.match("subscription")
+        outcome = "alert" if alert.suppressed is None else f"suppressed_{alert.suppressed}"
+        metrics.alert(outcome)
+        report.matches += 1
+        if alert.suppressed is not None:
+            report.suppressed += 1
+            continue
+        report.alerts += 1
+        subscription = context.rules.subscriptions.get(alert.subscription_id)
+        if subscription is None or not subscription.notify:
+            continue
+        report.deliveries += enqueue_deliveries(
+            context.deliveries,
+            alert,
+            [dict(target) for target in subscription.notify],
+            subscription_name=subscription.name,
+        )
+
+
+def process_post(context: WorkerContext, post: Post, report: StageReport) -> None:
+    """Enrich, match, alert and store one post version (skipped if already stored)."""
+    if context.posts.has_version(post):
+        report.already_stored += 1
+        return
+    with context.metrics.stage_timer("enrich"):
+        enrichment = context.enricher.enrich(post)
+    alerts = _decide(context, post, enrichment)
+    _deliver(context, alerts, report)
+    with context.metrics.stage_timer("store"):
+        seq = context.posts.store(post, enrichment)
+    if seq > 0:
+        report.stored += 1
+    else:
+        report.already_stored += 1
 
 
 def process_posts(context: WorkerContext, posts: list[Post]) -> StageReport:
     """Run the post stage over a batch of post versions."""
+    started = time.perf_counter()
     report = StageReport(received=len(posts))
-    metrics = context.metrics
     for post in posts:
-        enrichment = Enrichment()
-        with metrics.stage_timer("store"):
-            seq = context.posts.store(post, enrichment)
-        if seq <= 0:
-            # Already stored (a retried batch, or two sources racing): nothing more to do.
-            report.already_stored += 1
-            continue
-        report.stored += 1
-    metrics.post_processed(len(posts))
-    log.info("posts_processed", received=report.received, stored=report.stored,
-             already=report.already_stored)  # fmt: skip
+        process_post(context, post, report)
+    context.metrics.post_processed(len(posts))
+    log.info(
+        "posts_processed",
+        received=report.received,
+        stored=report.stored,
+        already=report.already_stored,
+        alerts=report.alerts,
+        suppressed=report.suppressed,
+        deliveries=report.deliveries,
+        ms=round((time.perf_counter() - started) * 1000, 1),
+    )
     return report

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import redis
 import structlog
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from service import constants
@@ -24,15 +23,20 @@ from service.config import Settings
 from service.logging import configure_logging
 from service.metrics import Metrics, worker_port
 from workers.context import WorkerContext, install
+from workers.delivery.context import DeliveryContext, get_context, set_context
+from workers.delivery.settings import DeliverySettings
+from workers.delivery.worker import DeliveryWorker
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_QUEUES = (constants.POSTS_QUEUE,)
 
 
-class TgwatchWorker(SimpleWorker):
-    """RQ's SimpleWorker runs each job in the worker process itself: no fork per job (~14 ms
-    each here), and the rules index and analyzers built at start-up stay warm across jobs."""
+class TgwatchWorker(DeliveryWorker):
+    """A SimpleWorker: each job runs in the worker process itself, with no fork per job (~14 ms
+    each here), so the rules index, the analyzers, the Bot and the HTTP client built at start-up
+    stay warm across jobs. Its maintenance tick also recovers deliveries of dead workers and
+    flushes due digests (see workers.delivery.worker)."""
 
 
 @dataclass(frozen=True)
@@ -54,9 +58,17 @@ def build_worker(
     name: str | None = None,
     metrics: Metrics | None = None,
 ) -> TgwatchWorker:
-    """The composition root of a worker: context first, then the RQ worker serving it."""
+    """The composition root of a worker: contexts first, then the RQ worker serving them."""
+    delivery = DeliverySettings()
     install(WorkerContext.build(settings, connection, metrics))
-    return TgwatchWorker(list(queues), connection=connection, serializer=JSONSerializer, name=name)
+    set_context(DeliveryContext.from_settings(settings, connection, delivery))
+    return TgwatchWorker(
+        list(queues),
+        connection=connection,
+        serializer=JSONSerializer,
+        name=name,
+        recovery_interval=delivery.recovery_interval,
+    )
 
 
 def run_worker(spec: WorkerSpec) -> bool:
@@ -96,6 +108,8 @@ def run_worker(spec: WorkerSpec) -> bool:
     finally:
         if ops is not None:
             ops.stop()
+        get_context().close()
+        set_context(None)
 
 
 def _child(spec: WorkerSpec) -> None:

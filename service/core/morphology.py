@@ -36,14 +36,27 @@ def lemmas(token: str) -> frozenset[str]:
     if not is_cyrillic(token):
         return frozenset((token,))
     found = {token}
-    ru = _analyzer("ru").parse(token)
-    known = [parse for parse in ru if parse.is_known]
-    if not known:
-        known = [parse for parse in _analyzer("uk").parse(token) if parse.is_known]
-    # Unknown to both dictionaries (a rare surname, a neologism): trust pymorphy's best guess only.
-    chosen = known or ru[:1]
-    found.update(str(parse.normal_form).replace("ё", "е") for parse in chosen)
+    found.update(_normal_form(parse) for parse in _known_parses(token))
     return frozenset(found)
+
+
+def _normal_form(parse: Any) -> str:
+    return str(parse.normal_form).replace("ё", "е")
+
+
+def _known_parses(token: str) -> list[Any]:
+    """Parses of a Cyrillic token from the first dictionary that knows it (Russian, then
+    Ukrainian); for a word neither knows, only pymorphy's best guess from the Russian one.
+
+    ``word_is_known`` is a plain dictionary lookup, so an unknown word costs one guessing
+    parse instead of two (the Ukrainian guess was never used)."""
+    ru = _analyzer("ru")
+    if ru.word_is_known(token):
+        return [parse for parse in ru.parse(token) if parse.is_known]
+    uk = _analyzer("uk")
+    if uk.word_is_known(token):
+        return [parse for parse in uk.parse(token) if parse.is_known]
+    return ru.parse(token)[:1]
 
 
 @lru_cache(maxsize=200_000)
@@ -51,10 +64,5 @@ def lemma(token: str) -> str:
     """The single most likely lemma of a normalized token (the token itself if not Cyrillic)."""
     if not is_cyrillic(token):
         return token
-    parses = _analyzer("ru").parse(token)
-    if parses and parses[0].is_known:
-        return str(parses[0].normal_form).replace("ё", "е")
-    for parse in _analyzer("uk").parse(token):
-        if parse.is_known:
-            return str(parse.normal_form).replace("ё", "е")
-    return str(parses[0].normal_form).replace("ё", "е") if parses else token
+    parses = _known_parses(token)
+    return _normal_form(parses[0]) if parses else token

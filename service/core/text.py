@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 # Letters and digits (\w without the underscore), as one regex: runs of them are tokens.
-_TOKEN_RE = re.compile(r"[^\W_]+")
+TOKEN_RE = re.compile(r"[^\W_]+")
+_TOKEN_RE = TOKEN_RE
 
 
 @lru_cache(maxsize=4096)
@@ -63,13 +64,20 @@ def tokenize(text: str) -> list[Token]:
     """
     tokens: list[Token] = []
     for match in _TOKEN_RE.finditer(text):
-        norm = normalize(match.group())
-        if _TOKEN_RE.fullmatch(norm):
-            tokens.append(Token(norm, match.start(), match.end()))
-        else:
-            parts = _TOKEN_RE.findall(norm)
-            tokens.extend(Token(part, match.start(), match.end()) for part in parts)
+        start, end = match.span()
+        tokens.extend(Token(norm, start, end) for norm in run_norms(match.group()))
     return tokens
+
+
+@lru_cache(maxsize=200_000)
+def run_norms(run: str) -> tuple[str, ...]:
+    """The normalized token(s) of one run of letters and digits, cached: words repeat across
+    posts, so most runs are normalized once per process. Usually one; a run that normalization
+    splits (a ligature or compatibility character with punctuation in it) gives several."""
+    norm = normalize(run)
+    if _TOKEN_RE.fullmatch(norm):
+        return (norm,)
+    return tuple(_TOKEN_RE.findall(norm))
 
 
 def words(text: str) -> list[str]:
@@ -83,3 +91,15 @@ _CYRILLIC_RE = re.compile(r"[\u0400-\u04FF]")
 def is_cyrillic(token: str) -> bool:
     """True when a token contains Cyrillic letters (and so matches by lemma)."""
     return _CYRILLIC_RE.search(token) is not None
+
+
+def normalize_host(host: str) -> str:
+    """A host name as compared by ``domain:``: lower case, no trailing dot, IDNA (punycode) form,
+    so ``Президент.рф`` in a link and ``xn--d1abbgf6aiiy.xn--p1ai`` in a query are the same."""
+    host = host.strip().rstrip(".").lower()
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return host

@@ -121,6 +121,10 @@ class PostStore:
         )
         return int(result)
 
+    def has_version(self, post: Post) -> bool:
+        """True when this version of the post is stored (its processing finished)."""
+        return bool(self.connection.hexists(_post_key(post.key), post.content_hash))
+
     def versions(self, key: str) -> list[StoredVersion]:
         """Every stored version of a post (``channel/id``), oldest first."""
         raw = self.connection.hgetall(_post_key(key.lower()))

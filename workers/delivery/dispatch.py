@@ -22,8 +22,11 @@ from workers.delivery.outcome import Outcome
 
 log = structlog.get_logger(__name__)
 
-# A job that found its delivery claimed elsewhere looks again this long after the claim ends.
+# A job that found its delivery claimed elsewhere looks again when the claim ends (plus this
+# grace), or after IN_FLIGHT_RECHECK_SECONDS at most: the claimant usually finishes in well
+# under a second, and the re-check then finds the sent marker.
 IN_FLIGHT_GRACE_SECONDS = 1.0
+IN_FLIGHT_RECHECK_SECONDS = 5.0
 
 
 async def process(context: DeliveryContext, job: DeliveryJob, *,
@@ -71,8 +74,13 @@ def settle(context: DeliveryContext, job: DeliveryJob, outcome: Outcome) -> None
     if outcome.status in (oc.SENT, oc.ALREADY_SENT, oc.DISABLED, oc.HELD):
         log.info("delivery_settled", **fields)
         return
-    if outcome.status in (oc.IN_FLIGHT, oc.DEFERRED):
-        context.enqueue(job, outcome.retry_in + IN_FLIGHT_GRACE_SECONDS)
+    if outcome.status == oc.IN_FLIGHT:
+        delay = min(outcome.retry_in + IN_FLIGHT_GRACE_SECONDS, IN_FLIGHT_RECHECK_SECONDS)
+        context.enqueue(job, delay)
+        log.info("delivery_in_flight", retry_in=delay, **fields)
+        return
+    if outcome.status == oc.DEFERRED:
+        context.enqueue(job, outcome.retry_in)
         log.info("delivery_deferred", retry_in=outcome.retry_in, **fields)
         return
     if outcome.status == oc.RETRY:
@@ -80,11 +88,11 @@ def settle(context: DeliveryContext, job: DeliveryJob, outcome: Outcome) -> None
             schedule, jitter = context.settings.telegram_schedule, 0.2
         else:
             schedule, jitter = context.settings.webhook_schedule, context.settings.webhook_jitter
-        delay = retry_delay(schedule, job.attempt, jitter)
-        if delay is not None:
-            delay = max(delay, outcome.retry_in)
-            context.enqueue(job.next_attempt(), delay)
-            log.info("delivery_retry_scheduled", delay=round(delay, 3), detail=outcome.detail,
+        planned = retry_delay(schedule, job.attempt, jitter)
+        if planned is not None:
+            wait = max(planned, outcome.retry_in)
+            context.enqueue(job.next_attempt(), wait)
+            log.info("delivery_retry_scheduled", delay=round(wait, 3), detail=outcome.detail,
                      **fields)  # fmt: skip
             return
     context.ledger.dead_letter(job, outcome.detail or outcome.status)

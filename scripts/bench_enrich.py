@@ -1,0 +1,147 @@
+"""Benchmark enrichment: median cost per ~1 KB post of each step (language, topics, NER, watched).
+
+Posts are built from the shipped evaluation set: texts of one language joined until ~1 KB of
+UTF-8. Each step runs on every post once to warm caches (lemma caches, lazy model loads), then
+``--rounds`` times; the median per post is reported. Run from the repository root:
+
+    .venv/bin/python scripts/bench_enrich.py [--rounds 5] [--model PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.core.enrich import build_enricher
+from service.core.enrich.entities import WatchedMatcher
+from service.core.enrich.ner import NamedEntityRecognizer
+from service.core.enrich.topic_model import read_labelled, train_model
+from service.core.enrich.topics import TopicClassifier
+from service.core.model import WatchedEntity
+from service.core.post import Post
+from service.core.text import tokenize
+
+POST_BYTES = 1024
+EVAL_SET = Path(__file__).resolve().parent.parent / "service" / "data" / "eval" / "labelled.jsonl"
+# A rules file's worth of watched entities, with Russian and English aliases.
+WATCHED = [
+    WatchedEntity(
+        f"person{i}",
+        f"Person {i}",
+        (f"Ivan Petrov{i}", f"Petrov{i}", f"Иван Петров{i}", f"Петров{i}"),
+    )
+    for i in range(200)
+] + [
+    WatchedEntity("lavrov", "Sergey Lavrov", ("Sergey Lavrov", "Lavrov", "Лавров")),
+    WatchedEntity("zakharova", "Maria Zakharova", ("Maria Zakharova", "Zakharova", "Захарова")),
+]
+
+
+def make_posts() -> list[tuple[str, str]]:
+    """(lang, text) posts of ~1 KB made by joining evaluation texts of one language."""
+    by_lang: dict[str, list[str]] = {}
+    for post in read_labelled(EVAL_SET):
+        by_lang.setdefault(post.lang or "?", []).append(post.text)
+    posts: list[tuple[str, str]] = []
+    for lang, texts in by_lang.items():
+        current: list[str] = []
+        for text in texts:
+            current.append(text)
+            if len("\n\n".join(current).encode()) >= POST_BYTES:
+                posts.append((lang, "\n\n".join(current)))
+                current = []
+    return posts
+
+
+def median_ms(
+    step: Callable[[str, str], object], posts: list[tuple[str, str]], rounds: int
+) -> float:
+    for lang, text in posts:
+        step(lang, text)
+    samples: list[float] = []
+    for _ in range(rounds):
+        for lang, text in posts:
+            start = time.perf_counter()
+            step(lang, text)
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    posts = make_posts()
+    started = time.perf_counter()
+    enricher = build_enricher(watched=WATCHED)
+    build_s = time.perf_counter() - started
+    ner = NamedEntityRecognizer()
+    started = time.perf_counter()
+    ner.load()
+    ner_load_s = time.perf_counter() - started
+    model, _ = train_model(read_labelled(EVAL_SET))
+    model_classifier = TopicClassifier(enricher.topics.taxonomy, model, mode="model")
+    matcher = WatchedMatcher(WATCHED)
+
+    def language(lang: str, text: str) -> object:
+        return enricher.language.detect(text)
+
+    tokens = {text: tokenize(text) for _, text in posts}
+
+    def tokens_step(lang: str, text: str) -> object:
+        return tokenize(text)
+
+    def topics(lang: str, text: str) -> object:
+        return enricher.topics.classify(text, lang, tokens[text])
+
+    def topics_model(lang: str, text: str) -> object:
+        return model_classifier.classify(text, lang)
+
+    def watched(lang: str, text: str) -> object:
+        return matcher.find(text, tokens[text])
+
+    stored = [Post(channel="bench", message_id=1, date=datetime.now(UTC), text=t) for _, t in posts]
+    by_text = {post.text: post for post in stored}
+
+    def whole(lang: str, text: str) -> object:
+        return enricher.enrich(by_text[text])
+
+    def named(lang: str, text: str) -> object:
+        return ner.entities(text, lang)
+
+    ru = [(lang, text) for lang, text in posts if lang == "ru"]
+    en = [(lang, text) for lang, text in posts if lang == "en"]
+    rows = [
+        ("language (lingua, 6 languages)", median_ms(language, posts, args.rounds)),
+        (
+            "tokenize (text.py, shared by topics and watched)",
+            median_ms(tokens_step, posts, args.rounds),
+        ),
+        ("topics, cues (default)", median_ms(topics, posts, args.rounds)),
+        ("topics, trained model", median_ms(topics_model, posts, args.rounds)),
+        ("watched entities (202 entities)", median_ms(watched, posts, args.rounds)),
+        ("NER ru (natasha)", median_ms(named, ru, args.rounds)),
+        ("NER en (heuristic)", median_ms(named, en, args.rounds)),
+        (
+            "enrich() whole, NER off (language+tokenize+topics+watched)",
+            median_ms(whole, posts, args.rounds),
+        ),
+    ]
+    print(f"posts: {len(posts)} of ~{POST_BYTES} bytes; rounds: {args.rounds}")
+    print(f"build_enricher: {build_s:.2f} s; NER load: {ner_load_s:.2f} s")
+    print("| step | median ms per post |")
+    print("| --- | ---: |")
+    for name, value in rows:
+        print(f"| {name} | {value:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The bot's composition: routers joined in one place, access control, workflow data, polling.
+
+Handlers get ``store`` (SubscriberStore), ``redis`` (a sync client, used through threads),
+``access`` (BotAccess) and ``static_channels`` (the settings' channels) by parameter name from
+the dispatcher's workflow data. ``setup_dispatcher`` also serves a process that already runs a
+Dispatcher for the same token (the bot listener), since Telegram allows one getUpdates consumer
+per token: include the routers there and add ``ALLOWED_UPDATES`` to its allowed updates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+import redis
+import structlog
+from aiogram import BaseMiddleware, Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.types import TelegramObject, User
+
+from service import constants
+from service.bot.routers import callbacks, channels, settings, start, watch
+from service.bot.settings import BotAccess, BotSettings
+from service.store.subscribers import SubscriberStore, sweep_mutes
+
+log = structlog.get_logger(__name__)
+
+# The update types the subscriber bot handles: commands and the alerts' buttons.
+ALLOWED_UPDATES = ("message", "callback_query")
+# Every router of the bot, in the order updates try them.
+ROUTER_MODULES = (start, watch, settings, channels, callbacks)
+
+
+class AccessMiddleware(BaseMiddleware):
+    """Drops every update from a user or chat outside the allow-list, before any handler."""
+
+    def __init__(self, access: BotAccess) -> None:
+        self.access = access
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user: User | None = data.get("event_from_user")
+        chat = data.get("event_chat")
+        user_id = user.id if user is not None else None
+        chat_id = chat.id if chat is not None else None
+        if not self.access.allows(user_id, chat_id):
+            log.info("bot_update_refused", user_id=user_id, chat_id=chat_id)
+            return None
+        return await handler(event, data)
+
+
+def setup_dispatcher(
+    dispatcher: Dispatcher,
+    *,
+    client: redis.Redis,
+    access: BotAccess,
+    static_channels: list[str] | None = None,
+) -> Dispatcher:
+    """Join the subscriber routers into ``dispatcher`` and give it their workflow data."""
+    middleware = AccessMiddleware(access)
+    dispatcher.message.outer_middleware(middleware)
+    dispatcher.callback_query.outer_middleware(middleware)
+    dispatcher.include_routers(*(module.build_router() for module in ROUTER_MODULES))
+    dispatcher["store"] = SubscriberStore(client)
+    dispatcher["redis"] = client
+    dispatcher["access"] = access
+    dispatcher["static_channels"] = list(static_channels or ())
+    return dispatcher
+
+
+def build_dispatcher(
+    client: redis.Redis, access: BotAccess, static_channels: list[str] | None = None
+) -> Dispatcher:
+    return setup_dispatcher(
+        Dispatcher(), client=client, access=access, static_channels=static_channels
+    )
+
+
+def build_bot(token: str, api_url: str) -> Bot:
+    """A Bot on the configured Bot API server (Telegram's, or a self-hosted one)."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
+    return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+async def run_bot(
+    bot: Bot,
+    dispatcher: Dispatcher,
+    *,
+    handle_signals: bool = True,
+    polling_timeout: int = constants.BOT_POLL_TIMEOUT_SECONDS,
+) -> None:
+    """Long-poll until SIGINT/SIGTERM (or ``dispatcher.stop_polling()``)."""
+    sweeper = asyncio.create_task(sweep_mutes(dispatcher["store"]))
+    try:
+        await dispatcher.start_polling(
+            bot,
+            handle_signals=handle_signals,
+            polling_timeout=polling_timeout,
+            allowed_updates=list(ALLOWED_UPDATES),
+        )
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+
+
+@click.command("bot")
+def bot_command() -> None:
+    """Run the subscriber bot (long polling) until Ctrl-C / SIGTERM.
+
+    Who may use it: TGWATCH_BOT_ALLOWED (comma-separated user or chat ids; empty: everyone);
+    admins (channel changes): TGWATCH_BOT_ADMINS.
+    """
+    from service.cli import open_root
+
+    with open_root() as root:
+        token = root.settings.telegram_token
+        if token is None:
+            click.echo("tgwatch: the bot needs TGWATCH_TELEGRAM_TOKEN", err=True)
+            raise SystemExit(2)
+        access = BotAccess.from_settings(BotSettings())
+        dispatcher = build_dispatcher(root.redis.client, access, root.settings.channels)
+        bot = build_bot(token.get_secret_value(), root.settings.telegram_api_url)
+        log.info("bot_starting", allowed=len(access.allowed), admins=len(access.admins))
+        asyncio.run(run_bot(bot, dispatcher))

@@ -1,0 +1,1 @@
+"""One router per module; ``service.bot.app`` joins them in one place."""

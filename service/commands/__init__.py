@@ -1,0 +1,1 @@
+"""Subcommands of `tgwatch` that live outside service/cli.py, one module per group."""

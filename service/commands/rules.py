@@ -1,0 +1,228 @@
+"""The rule-engine commands: `tgwatch backtest` and `tgwatch rules check|explain|load`."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from service.core.alerting import InMemoryMatchState, process
+from service.core.model import Alert, Enrichment, WatchedEntity
+from service.core.post import Post
+from service.core.query import parser as q
+from service.core.query.index import RuleIndex, compile_query, triggers
+from service.core.query.match import token_keys, word_key
+from service.core.rules import RulesError, RuleSet, load_rules
+from service.core.text import is_cyrillic
+
+EXCERPT_CONTEXT = 40  # characters shown either side of the first highlight in the table
+
+
+def _load_or_exit(path: Path) -> RuleSet:
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        for problem in exc.problems:
+            where = f"{path}:{problem.line}" if problem.line else str(path)
+            click.echo(f"{where}: {problem.message}", err=True)
+        sys.exit(1)
+
+
+def _enricher(ruleset: RuleSet) -> Callable[[Post], Enrichment]:
+    """The enrichment the workers run, when the enrichment package provides it.
+
+    Until ``service.core.enrich.build_enricher`` exists, posts get an empty Enrichment (no
+    language, no topics): ``lang:``/``topic:`` terms then match nothing in a backtest.
+    """
+    try:
+        from service.core.enrich import build_enricher  # type: ignore[attr-defined]
+    except ImportError:
+        return lambda post: Enrichment()
+    params = inspect.signature(build_enricher).parameters
+    enricher = (
+        build_enricher(entities=ruleset.entities) if "entities" in params else build_enricher()
+    )
+    return enricher.enrich  # type: ignore[no-any-return]
+
+
+def _record(post: Post, alert: Alert) -> dict[str, Any]:
+    return {
+        "update_id": post.update_id,
+        "post": post.key,
+        "subscription": alert.subscription_id,
+        "alert": alert.suppressed is None,
+        "suppressed": alert.suppressed,
+        "duplicate_of": alert.duplicate_of,
+        "highlights": [h.to_dict() for h in alert.highlights],
+    }
+
+
+def _excerpt(post: Post, alert: Alert) -> str:
+    text = post.text
+    if not alert.highlights:
+        return " ".join(text.split())[: EXCERPT_CONTEXT * 2]
+    first = alert.highlights[0]
+    before = text[max(0, first.start - EXCERPT_CONTEXT) : first.start]
+    after = text[first.end : first.end + EXCERPT_CONTEXT]
+    lead = "…" if first.start > EXCERPT_CONTEXT else ""
+    tail = "…" if first.end + EXCERPT_CONTEXT < len(text) else ""
+    return " ".join(f"{lead}{before}[{first.text}]{after}{tail}".split())
+
+
+@click.command("backtest")
+@click.option(
+    "--rules",
+    "rules_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="rules file (YAML) with entities and subscriptions",
+)
+@click.option(
+    "--format", "output", type=click.Choice(["table", "jsonl"]), default="table", show_default=True
+)
+@click.argument(
+    "inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def backtest(rules_path: Path, output: str, inputs: Sequence[Path]) -> None:
+    """Run the rules over saved posts (any input format) and print every match.
+
+    Each (post version, subscription) match is one record: whether it alerts, or why it was
+    suppressed (an edit of a post that already matched, or a duplicate of an earlier text).
+    """
+    from service.core.formats.detect import parse_file
+
+    ruleset = _load_or_exit(rules_path)
+    index = RuleIndex.build(ruleset)
+    enrich = _enricher(ruleset)
+    state = InMemoryMatchState()
+    rows: list[tuple[Post, Alert]] = []
+    posts = 0
+    for path in inputs:
+        result = parse_file(path)
+        for rejected in result.rejected:
+            click.echo(f"{path}: skipped item {rejected.index}: {rejected.reason}", err=True)
+        for post in result.posts:
+            posts += 1
+            enrichment = enrich(post)
+            matches = index.match(post, enrichment)
+            for alert in process(post, matches, state, enrichment=enrichment):
+                rows.append((post, alert))
+                if output == "jsonl":
+                    click.echo(json.dumps(_record(post, alert), ensure_ascii=False))
+    if output == "table":
+        _print_table(rows, ruleset, posts)
+
+
+def _print_table(rows: list[tuple[Post, Alert]], ruleset: RuleSet, posts: int) -> None:
+    for post, alert in rows:
+        status = "alert" if alert.suppressed is None else alert.suppressed
+        if alert.duplicate_of:
+            status += f" of {alert.duplicate_of}"
+        click.echo(f"{post.link}  {alert.subscription_id}  {status}")
+        click.echo(f"    {_excerpt(post, alert)}")
+    alerts = Counter(a.subscription_id for _, a in rows if a.suppressed is None)
+    matches = Counter(a.subscription_id for _, a in rows)
+    click.echo("")
+    click.echo(f"{posts} post versions, {len(rows)} matches, {sum(alerts.values())} alerts")
+    width = max([len("subscription"), *(len(sub.id) for sub in ruleset.subscriptions)])
+    click.echo(f"{'subscription':<{width}}  matches  alerts")
+    for sub in ruleset.subscriptions:
+        paused = "  (paused)" if sub.paused else ""
+        click.echo(f"{sub.id:<{width}}  {matches[sub.id]:>7}  {alerts[sub.id]:>6}{paused}")
+
+
+@click.group("rules")
+def rules() -> None:
+    """Check, explain and load subscription rules."""
+
+
+@rules.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def check(path: Path) -> None:
+    """Validate a rules file; every problem is printed with its line."""
+    ruleset = _load_or_exit(path)
+    paused = sum(1 for sub in ruleset.subscriptions if sub.paused)
+    click.echo(
+        f"{path}: ok — {len(ruleset.subscriptions)} subscriptions ({paused} paused), "
+        f"{len(ruleset.entities)} entities, version {ruleset.version}"
+    )
+
+
+@rules.command("explain")
+@click.argument("query")
+@click.option(
+    "--rules",
+    "rules_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="rules file whose entities entity:<id> refers to",
+)
+def explain(query: str, rules_path: Path | None) -> None:
+    """Print how QUERY parses: its tree, and the normalized terms and lemmas it matches."""
+    try:
+        tree = q.parse(query)
+    except q.QueryError as exc:
+        click.echo(query, err=True)
+        click.echo(" " * exc.position + "^", err=True)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    entities: dict[str, WatchedEntity] = {}
+    if rules_path is not None:
+        entities = _load_or_exit(rules_path).entity_map()
+    click.echo("tree:")
+    for line in q.render(tree, 1):
+        click.echo(line)
+    click.echo("terms:")
+    for term, positive in q.terms(tree):
+        click.echo(f"  {'+' if positive else '-'} {_explain_term(term, entities)}")
+    found = triggers(compile_query(tree, entities))
+    if found is None:
+        click.echo("index: no term is required, so this rule is evaluated for every post")
+    else:
+        keys = ", ".join(sorted(f"{value}*" if kind == "p" else value for kind, value in found))
+        click.echo(f"index: evaluated only for posts containing one of: {keys}")
+
+
+def _explain_term(term: q.Term, entities: dict[str, WatchedEntity]) -> str:
+    text = q.describe(term)
+    if isinstance(term, q.Word) and is_cyrillic(term.norm):
+        if term.exact:
+            return f"{text} → exactly this form"
+        key = word_key(term.norm)
+        return f"{text} → lemma {key!r}: matches any form whose lemmas include it"
+    if isinstance(term, q.Phrase):
+        keys = [word_key(word, term.exact) for word in term.words]
+        return f"{text} → consecutive tokens {keys}"
+    if isinstance(term, q.Word):
+        return f"{text} → this normalized form {token_keys(term.norm)[0]!r}"
+    if isinstance(term, q.Field) and term.name == "entity":
+        watched = entities.get(term.value)
+        aliases = ", ".join(watched.aliases) if watched else "(unknown here: pass --rules)"
+        return f"{text} → enrichment's entity id, or any alias as a phrase: {aliases}"
+    return text
+
+
+@rules.command("load")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load(path: Path) -> None:
+    """Validate a rules file and store it in Redis: workers pick it up within ~2 s."""
+    from service.config import load_settings
+    from service.redis import connect
+    from service.rules_watch import save_ruleset
+
+    ruleset = _load_or_exit(path)
+    settings = load_settings()
+    handle = connect(settings.redis_url, settings.data_dir)
+    try:
+        version = save_ruleset(handle.client, ruleset)
+    finally:
+        handle.close()
+    click.echo(
+        f"loaded {len(ruleset.subscriptions)} subscriptions and {len(ruleset.entities)} "
+        f"entities (rules version {version})"
+    )

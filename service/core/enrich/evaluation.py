@@ -1,0 +1,104 @@
+"""Measure topic and language predictions against labelled posts: precision, recall, F1."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class TopicFigures:
+    topic: str
+    support: int
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    @property
+    def precision(self) -> float:
+        predicted = self.true_positives + self.false_positives
+        return self.true_positives / predicted if predicted else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.true_positives / self.support if self.support else 0.0
+
+    @property
+    def f1(self) -> float:
+        total = self.precision + self.recall
+        return 2 * self.precision * self.recall / total if total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    topics: tuple[TopicFigures, ...]
+    micro: TopicFigures
+    posts: int
+    no_topic_posts: int
+    no_topic_correct: int
+    lang_total: int
+    lang_correct: int
+
+    @property
+    def macro_f1(self) -> float:
+        return sum(t.f1 for t in self.topics) / len(self.topics) if self.topics else 0.0
+
+    @property
+    def lang_accuracy(self) -> float:
+        return self.lang_correct / self.lang_total if self.lang_total else 0.0
+
+
+def evaluate(
+    topic_ids: Sequence[str],
+    gold_topics: Sequence[frozenset[str]],
+    predicted_topics: Sequence[frozenset[str]],
+    gold_langs: Sequence[str | None] = (),
+    predicted_langs: Sequence[str | None] = (),
+) -> EvalReport:
+    """Per-topic and micro-averaged figures, off-topic accuracy and language accuracy."""
+    if len(gold_topics) != len(predicted_topics):
+        raise ValueError("gold and predicted topics differ in length")
+    figures: list[TopicFigures] = []
+    for topic in topic_ids:
+        tp = fp = fn = 0
+        for gold, predicted in zip(gold_topics, predicted_topics, strict=True):
+            tp += topic in gold and topic in predicted
+            fp += topic not in gold and topic in predicted
+            fn += topic in gold and topic not in predicted
+        figures.append(TopicFigures(topic, tp + fn, tp, fp, fn))
+    micro = TopicFigures(
+        "micro",
+        sum(f.support for f in figures),
+        sum(f.true_positives for f in figures),
+        sum(f.false_positives for f in figures),
+        sum(f.false_negatives for f in figures),
+    )
+    no_topic = [(g, p) for g, p in zip(gold_topics, predicted_topics, strict=True) if not g]
+    langs = [(g, p) for g, p in zip(gold_langs, predicted_langs, strict=False) if g is not None]
+    return EvalReport(
+        topics=tuple(figures),
+        micro=micro,
+        posts=len(gold_topics),
+        no_topic_posts=len(no_topic),
+        no_topic_correct=sum(1 for _, predicted in no_topic if not predicted),
+        lang_total=len(langs),
+        lang_correct=sum(1 for gold, predicted in langs if gold == predicted),
+    )
+
+
+def format_report(report: EvalReport) -> str:
+    """A plain-text table of the figures."""
+    lines = [f"{'topic':<20} {'support':>7} {'precision':>9} {'recall':>6} {'f1':>6}"]
+    for row in (*report.topics, report.micro):
+        lines.append(
+            f"{row.topic:<20} {row.support:>7} {row.precision:>9.3f} {row.recall:>6.3f}"
+            f" {row.f1:>6.3f}"
+        )
+    lines.append(f"{'macro f1':<20} {'':>7} {'':>9} {'':>6} {report.macro_f1:>6.3f}")
+    lines.append(
+        f"off-topic posts with no topic: {report.no_topic_correct}/{report.no_topic_posts}"
+    )
+    lines.append(
+        f"language accuracy: {report.lang_accuracy:.3f} ({report.lang_correct}/{report.lang_total})"
+    )
+    return "\n".join(lines)

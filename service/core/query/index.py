@@ -1,0 +1,218 @@
+"""Compile every subscription into one index, and match a post against all of them at once.
+
+Each query compiles to a tree of rule nodes (``match.py``) and to its *triggers*: a set of keys
+(or token prefixes) of which at least one must be in a post for the query to possibly hold. The
+index maps every trigger to the rules it wakes, so a post only evaluates the rules one of its own
+tokens or fields names, and its cost grows with its length and its matches, not with the number
+of rules. A query that can hold without any positive term (``NOT x``, a lone regex) has no
+triggers and is evaluated for every post: such rules are listed in ``always``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from service.core.model import Enrichment, WatchedEntity
+from service.core.post import Post
+from service.core.query import parser as q
+from service.core.query.match import (
+    AllOf,
+    AnyOf,
+    KeyAtom,
+    Match,
+    MatchDocument,
+    NotOf,
+    PhraseAtom,
+    PrefixAtom,
+    RegexAtom,
+    RuleNode,
+    build_document,
+    field_key,
+    highlights,
+    word_key,
+)
+from service.core.rules import RuleSet
+from service.core.text import tokenize
+
+# A trigger: ("k", key) for a document key, ("p", prefix) for a token prefix.
+Trigger = tuple[str, str]
+# Prefix hits are cached per token form and index; cleared past this size to bound memory.
+_PREFIX_CACHE_MAX = 200_000
+# How likely a field key is to be in a post, relative to a word (lower wakes fewer rules):
+# every post has a language, many a topic; a channel or a hashtag narrows a lot.
+_FIELD_COST = {"lang:": 8.0, "topic:": 4.0, "channel:": 0.5, "entity:": 1.0, "domain:": 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    subscription_id: str
+    query: str
+    node: RuleNode
+    triggers: frozenset[Trigger] | None
+
+
+def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNode:
+    """Turn a parsed query into rule nodes; ``entity:`` expands to its aliases as phrases."""
+    if isinstance(tree, q.And):
+        return AllOf(tuple(compile_query(child, entities) for child in tree.children))
+    if isinstance(tree, q.Or):
+        return AnyOf(tuple(compile_query(child, entities) for child in tree.children))
+    if isinstance(tree, q.Not):
+        return NotOf(compile_query(tree.child, entities))
+    if isinstance(tree, q.Word):
+        return KeyAtom(word_key(tree.norm, tree.exact))
+    if isinstance(tree, q.Prefix):
+        return PrefixAtom(tree.norm)
+    if isinstance(tree, q.Phrase):
+        return PhraseAtom(tuple(word_key(word, tree.exact) for word in tree.words))
+    if isinstance(tree, q.Regex):
+        return RegexAtom(q.compile_regex(tree.pattern, tree.ignore_case))
+    if tree.name == "entity":
+        options: list[RuleNode] = [KeyAtom(field_key("entity", tree.value))]
+        watched = entities.get(tree.value)
+        for alias in watched.aliases if watched else ():
+            words = tuple(word_key(token.norm) for token in tokenize(alias))
+            if len(words) == 1:
+                options.append(KeyAtom(words[0]))
+            elif words:
+                options.append(PhraseAtom(words))
+        return AnyOf(tuple(options))
+    return KeyAtom(field_key(tree.name, tree.value))
+
+
+def _cost(trigger: Trigger) -> float:
+    kind, value = trigger
+    if kind == "p":
+        return 3.0 + 4.0 / len(value)
+    for prefix, cost in _FIELD_COST.items():
+        if value.startswith(prefix):
+            return cost
+    if value[:1] in "#$@":
+        return 0.5
+    # Longer words are rarer; an exact Cyrillic form (=слово) is rarer than its lemma.
+    return 1.0 + 3.0 / len(value)
+
+
+def triggers(node: RuleNode) -> frozenset[Trigger] | None:
+    """Keys of which one must be present for ``node`` to hold; None when there is no such set."""
+    if isinstance(node, KeyAtom):
+        return frozenset((("k", node.key),))
+    if isinstance(node, PrefixAtom):
+        return frozenset((("p", node.prefix),))
+    if isinstance(node, PhraseAtom):
+        # Any word of a phrase must be there; wake on the rarest-looking one.
+        return frozenset((min((("k", key) for key in node.keys), key=_cost),))
+    if isinstance(node, AnyOf):
+        union: set[Trigger] = set()
+        for child in node.children:
+            found = triggers(child)
+            if found is None:
+                return None
+            union |= found
+        return frozenset(union)
+    if isinstance(node, AllOf):
+        options = [found for child in node.children if (found := triggers(child)) is not None]
+        if not options:
+            return None
+        return min(options, key=lambda found: sum(_cost(t) for t in found))
+    return None  # NotOf, RegexAtom: hold without any key of the post
+
+
+class RuleIndex:
+    """All subscriptions compiled into one index. Build once per rule-set version, then
+    ``match(post, enrichment)`` for every post version."""
+
+    def __init__(self, rules: Sequence[CompiledRule], version: str = "") -> None:
+        self.rules = tuple(rules)
+        self.version = version
+        self._by_key: dict[str, list[int]] = {}
+        self._by_prefix: dict[str, list[int]] = {}
+        self.always: list[int] = []
+        prefixes: set[str] = set()
+        for number, rule in enumerate(self.rules):
+            prefixes.update(_prefixes(rule.node))
+            if rule.triggers is None:
+                self.always.append(number)
+                continue
+            for kind, value in rule.triggers:
+                table = self._by_key if kind == "k" else self._by_prefix
+                table.setdefault(value, []).append(number)
+        self._prefixes = frozenset(prefixes)
+        self._prefix_lengths = tuple(sorted({len(prefix) for prefix in prefixes}))
+        self._prefix_cache: dict[str, tuple[str, ...]] = {}
+
+    @classmethod
+    def build(cls, ruleset: RuleSet) -> RuleIndex:
+        """Compile a validated rule set (paused subscriptions are left out)."""
+        queries = [(sub.id, sub.query) for sub in ruleset.subscriptions if not sub.paused]
+        return cls.from_queries(queries, ruleset.entities, version=ruleset.version)
+
+    @classmethod
+    def from_queries(
+        cls,
+        queries: Iterable[tuple[str, str]],
+        entities: Iterable[WatchedEntity] = (),
+        version: str = "",
+    ) -> RuleIndex:
+        """Compile ``(subscription_id, query)`` pairs; raises QueryError on a bad query."""
+        entity_map = {entity.id: entity for entity in entities}
+        rules = []
+        for subscription_id, query in queries:
+            node = compile_query(q.parse(query), entity_map)
+            rules.append(CompiledRule(subscription_id, query, node, triggers(node)))
+        return cls(rules, version)
+
+    def __len__(self) -> int:
+        return len(self.rules)
+
+    def _prefixes_of(self, norm: str) -> tuple[str, ...]:
+        hits = self._prefix_cache.get(norm)
+        if hits is None:
+            hits = tuple(
+                norm[:length]
+                for length in self._prefix_lengths
+                if length <= len(norm) and norm[:length] in self._prefixes
+            )
+            if len(self._prefix_cache) >= _PREFIX_CACHE_MAX:
+                self._prefix_cache.clear()
+            self._prefix_cache[norm] = hits
+        return hits
+
+    def document(self, post: Post, enrichment: Enrichment | None = None) -> MatchDocument:
+        return build_document(post, enrichment, self._prefixes_of if self._prefixes else None)
+
+    def candidates(self, doc: MatchDocument) -> list[int]:
+        """Numbers of the rules a document wakes (in rule order), ``always`` rules included."""
+        found: set[int] = set(self.always)
+        by_key = self._by_key
+        for key in by_key.keys() & doc.keys:
+            found.update(by_key[key])
+        by_prefix = self._by_prefix
+        for prefix in doc.prefix_hits:
+            numbers = by_prefix.get(prefix)
+            if numbers:
+                found.update(numbers)
+        return sorted(found)
+
+    def match_document(self, doc: MatchDocument) -> list[Match]:
+        matches = []
+        for number in self.candidates(doc):
+            rule = self.rules[number]
+            if rule.node.test(doc):
+                matches.append(Match(rule.subscription_id, highlights(rule.node, doc)))
+        return matches
+
+    def match(self, post: Post, enrichment: Enrichment | None = None) -> list[Match]:
+        """Every subscription whose query holds for this post version, with highlights."""
+        return self.match_document(self.document(post, enrichment))
+
+
+def _prefixes(node: RuleNode) -> list[str]:
+    if isinstance(node, PrefixAtom):
+        return [node.prefix]
+    if isinstance(node, AllOf | AnyOf):
+        return [prefix for child in node.children for prefix in _prefixes(child)]
+    if isinstance(node, NotOf):
+        return _prefixes(node.child)
+    return []

@@ -1,0 +1,305 @@
+"""The rules file (YAML): watched entities and subscriptions, validated with line numbers.
+
+```yaml
+entities:
+  - id: lavrov
+    name: Sergey Lavrov
+    aliases: ["Sergey Lavrov", "Lavrov", "Лавров"]
+subscriptions:
+  - id: ceasefire
+    name: Ceasefire, not rumours
+    query: '(ceasefire OR перемирие) AND NOT (rumor OR слухи)'
+    paused: false          # optional
+    notify: [...]          # optional, kept as raw data for the delivery issue
+```
+Every problem is reported (not just the first), each with its line; unknown keys, duplicate ids,
+query errors and references to undefined entities are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from service.core.model import WatchedEntity
+from service.core.query.parser import Field, QueryError, parse, terms
+
+_ID_RE = re.compile(r"[A-Za-z0-9][\w.\-]*")
+TOP_KEYS = ("entities", "subscriptions")
+ENTITY_KEYS = ("id", "name", "aliases")
+SUBSCRIPTION_KEYS = ("id", "name", "query", "notify", "paused")
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A subscription: an id, a query and (for the delivery issue) where alerts go."""
+
+    id: str
+    query: str
+    name: str = ""
+    paused: bool = False
+    notify: tuple[Any, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name or self.id,
+            "query": self.query,
+            "paused": self.paused,
+            "notify": list(self.notify),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Subscription:
+        return cls(
+            id=str(data["id"]),
+            query=str(data["query"]),
+            name=str(data.get("name") or data["id"]),
+            paused=bool(data.get("paused", False)),
+            notify=tuple(data.get("notify") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """Watched entities and subscriptions, as loaded from a rules file or from Redis."""
+
+    entities: tuple[WatchedEntity, ...] = ()
+    subscriptions: tuple[Subscription, ...] = ()
+    version: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            canonical = json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False)
+            digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+            object.__setattr__(self, "version", digest)
+
+    def entity_map(self) -> dict[str, WatchedEntity]:
+        return {entity.id: entity for entity in self.entities}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "entities": [entity.to_dict() for entity in self.entities],
+            "subscriptions": [sub.to_dict() for sub in self.subscriptions],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RuleProblem:
+    """One thing wrong with a rules file: where (1-based line, if known) and what."""
+
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}" if self.line else self.message
+
+
+class RulesError(ValueError):
+    """A rules file that cannot be used; ``problems`` lists every error found."""
+
+    def __init__(self, problems: list[RuleProblem], source: str = "rules") -> None:
+        self.problems = problems
+        self.source = source
+        lines = [f"{source}: {problem}" for problem in problems]
+        super().__init__("\n".join(lines))
+
+
+def load_rules(path: Path) -> RuleSet:
+    """Read and validate a rules file; raises RulesError with every problem found."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError([RuleProblem(None, f"cannot read: {exc}")], str(path)) from None
+    return parse_rules(text, source=str(path))
+
+
+def parse_rules(text: str, source: str = "rules") -> RuleSet:
+    """Parse and validate rules-file text (see the module docstring for the format)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise RulesError([RuleProblem(line, f"not valid YAML: {reason}")], source) from None
+    reader = _Reader()
+    ruleset = reader.read(root)
+    if reader.problems:
+        raise RulesError(reader.problems, source)
+    return ruleset
+
+
+def check_queries(ruleset: RuleSet) -> list[RuleProblem]:
+    """Problems of a rule set built from plain data (Redis, an API): bad queries, unknown
+    entities, duplicate ids. The rules-file reader reports the same problems with lines."""
+    problems: list[RuleProblem] = []
+    entity_ids = {entity.id for entity in ruleset.entities}
+    seen: set[str] = set()
+    for sub in ruleset.subscriptions:
+        if sub.id in seen:
+            problems.append(RuleProblem(None, f'duplicate subscription id "{sub.id}"'))
+        seen.add(sub.id)
+        message = query_problem(sub.id, sub.query, entity_ids)
+        if message:
+            problems.append(RuleProblem(None, message))
+    return problems
+
+
+def query_problem(subscription_id: str, query: str, entity_ids: set[str]) -> str | None:
+    """Why a subscription's query cannot be used, or None when it can."""
+    try:
+        tree = parse(query)
+    except QueryError as exc:
+        return f'subscription "{subscription_id}": query error: {exc}'
+    for term, _positive in terms(tree):
+        if isinstance(term, Field) and term.name == "entity" and term.value not in entity_ids:
+            return (
+                f'subscription "{subscription_id}": entity:{term.value} at {term.position} '
+                "is not defined under entities:"
+            )
+    return None
+
+
+class _Reader:
+    """Walks the composed YAML nodes, keeping every node's line for the error messages."""
+
+    def __init__(self) -> None:
+        self.problems: list[RuleProblem] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def problem(self, node: yaml.Node | None, message: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else None
+        self.problems.append(RuleProblem(line, message))
+
+    def read(self, root: yaml.Node | None) -> RuleSet:
+        if root is None:
+            return RuleSet()
+        top = self.mapping(root, TOP_KEYS, "the rules file")
+        entities = [e for node in self.items(top.get("entities"), "entities") if
+                    (e := self.entity(node)) is not None]  # fmt: skip
+        self.unique([(e.id, n) for e, n in entities], "entity")
+        entity_ids = {entity.id for entity, _ in entities}
+        subs = [s for node in self.items(top.get("subscriptions"), "subscriptions") if
+                (s := self.subscription(node, entity_ids)) is not None]  # fmt: skip
+        self.unique([(s.id, n) for s, n in subs], "subscription")
+        return RuleSet(tuple(e for e, _ in entities), tuple(s for s, _ in subs))
+
+    def mapping(self, node: yaml.Node, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            self.problem(node, f"{what} must be a mapping of {', '.join(allowed)}")
+            return {}
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key not in allowed:
+                self.problem(
+                    key_node, f'unknown key "{key}" in {what} (allowed: {", ".join(allowed)})'
+                )
+            elif key in out:
+                self.problem(key_node, f'key "{key}" given twice in {what}')
+            else:
+                out[key] = value_node
+        out["__node__"] = node
+        return out
+
+    def items(self, node: yaml.Node | None, what: str) -> list[yaml.Node]:
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.value in ("", "null")):
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, f"{what} must be a list")
+            return []
+        return list(node.value)
+
+    def value(self, node: yaml.Node) -> Any:
+        return self._constructor.construct_object(node, deep=True)
+
+    def text(self, fields: dict[str, Any], key: str, what: str, required: bool) -> str | None:
+        node = fields.get(key)
+        if node is None:
+            if required:
+                self.problem(fields.get("__node__"), f'{what} has no "{key}"')
+            return None
+        value = self.value(node)
+        if not isinstance(value, str) or not value.strip():
+            self.problem(node, f'"{key}" of {what} must be a non-empty string')
+            return None
+        return value
+
+    def ident(self, fields: dict[str, Any], what: str) -> str | None:
+        value = self.text(fields, "id", what, required=True)
+        if value is not None and not _ID_RE.fullmatch(value):
+            self.problem(fields["id"], f'id "{value}" may hold only letters, digits, "_", "-", "."')
+            return None
+        return value
+
+    def entity(self, node: yaml.Node) -> tuple[WatchedEntity, yaml.Node] | None:
+        fields = self.mapping(node, ENTITY_KEYS, "an entity")
+        if not fields:
+            return None
+        entity_id = self.ident(fields, "an entity")
+        what = f'entity "{entity_id}"' if entity_id else "an entity"
+        name = self.text(fields, "name", what, required=False)
+        aliases_node = fields.get("aliases")
+        aliases: list[str] = []
+        if aliases_node is None:
+            self.problem(node, f'{what} has no "aliases"')
+        else:
+            raw = self.value(aliases_node)
+            if not isinstance(raw, list) or not raw:
+                self.problem(aliases_node, f'"aliases" of {what} must be a non-empty list')
+            elif not all(isinstance(alias, str) and alias.strip() for alias in raw):
+                self.problem(aliases_node, f"every alias of {what} must be a non-empty string")
+            else:
+                aliases = [str(alias) for alias in raw]
+        if entity_id is None or not aliases:
+            return None
+        return WatchedEntity(entity_id, name or entity_id, tuple(aliases)), node
+
+    def subscription(
+        self, node: yaml.Node, entity_ids: set[str]
+    ) -> tuple[Subscription, yaml.Node] | None:
+        fields = self.mapping(node, SUBSCRIPTION_KEYS, "a subscription")
+        if not fields:
+            return None
+        sub_id = self.ident(fields, "a subscription")
+        what = f'subscription "{sub_id}"' if sub_id else "a subscription"
+        name = self.text(fields, "name", what, required=False)
+        query = self.text(fields, "query", what, required=True)
+        paused = False
+        if "paused" in fields:
+            paused_value = self.value(fields["paused"])
+            if not isinstance(paused_value, bool):
+                self.problem(fields["paused"], f'"paused" of {what} must be true or false')
+            paused = paused_value is True
+        notify: tuple[Any, ...] = ()
+        if "notify" in fields:
+            notify_value = self.value(fields["notify"])
+            if notify_value is not None and not isinstance(notify_value, list):
+                self.problem(fields["notify"], f'"notify" of {what} must be a list')
+            notify = tuple(notify_value or ())
+        if query is not None and sub_id is not None:
+            message = query_problem(sub_id, query, entity_ids)
+            if message:
+                self.problem(fields["query"], message)
+                return None
+        if sub_id is None or query is None:
+            return None
+        return Subscription(sub_id, query, name or sub_id, paused, notify), node
+
+    def unique(self, items: list[tuple[str, yaml.Node]], kind: str) -> None:
+        first: dict[str, int] = {}
+        for item_id, node in items:
+            line = node.start_mark.line + 1
+            if item_id in first:
+                self.problem(
+                    node, f'duplicate {kind} id "{item_id}" (first at line {first[item_id]})'
+                )
+            else:
+                first[item_id] = line

@@ -1,0 +1,107 @@
+"""Match state in Redis: which subscriptions each post matched, which text alerted whom, and
+the stream of alerts that go out.
+
+Keys (all under ``constants.KEY_PREFIX``):
+
+- ``matched:<channel>/<id>`` — set of subscription ids any version of the post matched.
+- ``alerted:<subscription>:<text key>`` — the post key whose text first alerted the
+  subscription (``SET NX``: the first writer wins, even across workers).
+- ``alerts`` — a stream (capped) of the alerts that go out, ``{"alert": <Alert JSON>}``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from typing import Any
+
+import redis
+
+from service import constants
+from service.core.alerting import PriorState
+from service.core.model import Alert
+
+
+def matched_key(post_key: str) -> str:
+    return f"{constants.MATCHED_POST_PREFIX}{post_key}"
+
+
+def alerted_key(subscription_id: str, text_key: str) -> str:
+    return f"{constants.ALERTED_TEXT_PREFIX}{subscription_id}:{text_key}"
+
+
+class RedisMatchState:
+    """The workers' MatchState (see ``service.core.alerting``): two reads and one write round
+    trip per post version, whatever the number of matches."""
+
+    def __init__(self, client: redis.Redis, stream: str = constants.ALERTS_STREAM) -> None:
+        self.client = client
+        self.stream = stream
+
+    def prior(
+        self, post_key: str, text_key: str | None, subscription_ids: Collection[str]
+    ) -> PriorState:
+        if not subscription_ids:
+            return PriorState()
+        ids = list(subscription_ids)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.smembers(matched_key(post_key))
+        if text_key is not None:
+            pipe.mget([alerted_key(sub, text_key) for sub in ids])
+        replies = pipe.execute()
+        matched = frozenset(_text(member) for member in replies[0])
+        alerted: dict[str, str] = {}
+        if text_key is not None:
+            for sub, first in zip(ids, replies[1], strict=True):
+                if first is not None:
+                    alerted[sub] = _text(first)
+        return PriorState(matched, alerted)
+
+    def record(self, post_key: str, text_key: str | None, alerts: Sequence[Alert]) -> list[Alert]:
+        if not alerts:
+            return []
+        outgoing = [i for i, a in enumerate(alerts) if a.suppressed is None and text_key]
+        claims: list[Any] = []
+        if outgoing and text_key is not None:
+            pipe = self.client.pipeline(transaction=False)
+            for i in outgoing:
+                claim = alerted_key(alerts[i].subscription_id, text_key)
+                pipe.set(claim, post_key, nx=True, ex=constants.ALERTED_TEXT_TTL_SECONDS)
+                pipe.get(claim)
+            claims = pipe.execute()[1::2]
+        final = list(alerts)
+        for i, previous in zip(outgoing, claims, strict=True):
+            # After SET NX the key holds the winner: another post's key means it got there first.
+            # (SET NX GET would save a reply but needs Redis 7; the embedded server is 6.2.)
+            if previous is not None and _text(previous) != post_key:
+                final[i] = replace(final[i], suppressed="duplicate", duplicate_of=_text(previous))
+        pipe = self.client.pipeline(transaction=True)
+        key = matched_key(post_key)
+        pipe.sadd(key, *{alert.subscription_id for alert in final})
+        pipe.expire(key, constants.MATCHED_POST_TTL_SECONDS)
+        for alert in final:
+            if alert.suppressed is None:
+                pipe.xadd(
+                    self.stream,
+                    {"alert": json.dumps(alert.to_dict(), ensure_ascii=False)},
+                    maxlen=constants.ALERTS_STREAM_MAXLEN,
+                    approximate=True,
+                )
+        pipe.execute()
+        return final
+
+
+def read_alerts(
+    client: redis.Redis, count: int = 100, stream: str = constants.ALERTS_STREAM
+) -> list[tuple[str, Alert]]:
+    """The oldest ``count`` alerts of the stream with their entry ids (for tools and tests)."""
+    entries: Any = client.xrange(stream, count=count)
+    return [
+        (_text(entry_id), Alert.from_dict(json.loads(fields[b"alert"])))
+        for entry_id, fields in entries
+    ]
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,125 @@
+"""A delivery worker killed mid-delivery loses nothing, and the alert arrives exactly once.
+
+Recovery here is tgwatch's own (workers/delivery/journal.py), not RQ's abandoned-job handling:
+the job holds a lease in Redis while it delivers; a worker that starts after the lease ran
+out re-enqueues the job on its maintenance tick, and the ledger's claim (expired with the dead
+worker) and sent marker make the second run the only completed delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq import Queue
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+
+from service import constants
+from service.deliveries import DeliveryJob, enqueue_deliveries, parse_target
+from tests.delivery.conftest import SECRET, make_alert
+from tests.delivery.receiver import WebhookReceiver
+from workers.delivery.journal import Journal
+from workers.delivery.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+LEASE_SECONDS = 3
+
+
+class Workers:
+    """Delivery worker subprocesses, each in its own process group (RQ may fork a scheduler)."""
+
+    def __init__(self, redis_url: str, data_dir: Path) -> None:
+        self.env = {
+            **os.environ,
+            "TGWATCH_REDIS_URL": redis_url,
+            "TGWATCH_DATA_DIR": str(data_dir),
+            "TGWATCH_LOG_FORMAT": "json",
+            "TGWATCH_DELIVERY_ALLOW_LOOPBACK_TARGETS": "true",
+            "TGWATCH_DELIVERY_LEASE_SECONDS": str(LEASE_SECONDS),
+            "TGWATCH_DELIVERY_WEBHOOK_TIMEOUT": "2",
+            "TGWATCH_DELIVERY_RECOVERY_INTERVAL": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workers.delivery"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, sig)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            self.kill(process, signal.SIGTERM)
+            # A group member (RQ's scheduler) may outlive the worker; end the group for good.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def workers(redis_url: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(redis_url, tmp_path)
+    yield pool
+    pool.stop_all()
+
+
+async def test_worker_killed_mid_delivery_loses_nothing(
+    workers: Workers, redis_client: redis.Redis
+) -> None:
+    receiver = WebhookReceiver(secrets=[SECRET], hold_first=60)  # holds the first request
+    await receiver.start()
+    try:
+        queue = Queue(constants.DELIVERIES_QUEUE, connection=redis_client,
+                      serializer=JSONSerializer)  # fmt: skip
+        alert = make_alert()
+        target: dict[str, Any] = {"webhook": {"url": receiver.url, "secret": SECRET}}
+        assert enqueue_deliveries(queue, alert, [target], subscription_name="Lavrov") == 1
+
+        first = workers.start()
+        await asyncio.wait_for(receiver.got_request.wait(), 30)
+        journal = Journal(redis_client, LEASE_SECONDS)
+        assert journal.held() == 1  # the running delivery holds its lease
+        workers.kill(first)  # SIGKILL while the receiver still holds the request
+        assert len(StartedJobRegistry(queue=queue)) == 1  # RQ sees an abandoned job
+        assert queue.count == 0
+        ledger = Ledger(redis_client)
+        job_key = DeliveryJob(alert, parse_target(target)).key
+        assert ledger.sent(job_key) is None
+
+        workers.start()
+        await asyncio.wait_for(receiver.got_delivery.wait(), 30)
+        await asyncio.sleep(LEASE_SECONDS + 1)  # time for any duplicate to show up
+        assert len(receiver.delivered) == 1
+        assert [r.answered for r in receiver.received] == [False, True]
+        assert {r.webhook_id for r in receiver.received} == {alert.id}
+        assert all(r.verified for r in receiver.received)
+        assert journal.held() == 0
+        assert ledger.sent(job_key) == "1"
+        assert ledger.dead_letters() == []
+    finally:
+        await receiver.stop()

@@ -1,0 +1,56 @@
+"""The RQ entry points and the maintenance tick: payload decoding, lease recovery, flushes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from service.deliveries import DeliveryJob, parse_target
+from tests.delivery.conftest import make_alert
+from workers.delivery import jobs
+from workers.delivery.context import DeliveryContext, set_context
+from workers.delivery.settings import DeliverySettings
+
+
+@pytest.fixture
+def context(redis_client: redis.Redis) -> Iterator[DeliveryContext]:
+    ctx = DeliveryContext.build(redis_client, settings=DeliverySettings(lease_seconds=5))
+    set_context(ctx)
+    yield ctx
+    set_context(None)
+    ctx.close()
+
+
+def test_invalid_payload_is_dead_lettered_not_raised(context: DeliveryContext) -> None:
+    assert jobs.deliver({"alert": {"id": "x"}, "target": {"telegram": 1}}) == "invalid"
+    [dead] = context.ledger.dead_letters()
+    assert dead["reason"] == "invalid payload: KeyError"
+
+
+def test_expired_leases_are_enqueued_again_once(context: DeliveryContext) -> None:
+    job = DeliveryJob(make_alert(), parse_target({"telegram": 1001}), 2, "Lavrov")
+    context.journal.begin(job.key, "workers.delivery.jobs.deliver", job.to_dict(), "d")
+    assert context.journal.recover(context.queue) == 0  # the lease still runs
+    later = time.time() + 6
+    assert context.journal.recover(context.queue, now=later) == 1
+    assert context.journal.recover(context.queue, now=later) == 0  # pushed a lease ahead
+    [queued] = context.queue.get_jobs()
+    assert queued.func_name == "workers.delivery.jobs.deliver"
+    assert DeliveryJob.from_dict(queued.args[0]) == job
+    context.journal.end(job.key)
+    assert context.journal.held() == 0
+
+
+def test_maintenance_enqueues_due_digest_flushes(context: DeliveryContext) -> None:
+    job = DeliveryJob(make_alert(), parse_target({"telegram": -100123, "digest": "15m"}))
+    context.digests.hold(job, datetime.now(UTC))
+    time.sleep(0.01)
+    assert jobs.run_maintenance(context) == {"recovered": 0, "flushes": 1}
+    [queued] = context.queue.get_jobs()
+    assert queued.func_name == "workers.delivery.jobs.flush_digest"
+    assert queued.args[0] == {"target": {"telegram": -100123}, "attempt": 0}
+    assert jobs.run_maintenance(context) == {"recovered": 0, "flushes": 0}
