@@ -23,7 +23,6 @@ from service.redis import RedisHandle, connect
 log = structlog.get_logger(__name__)
 
 
-
 @dataclass
 class Root:
     """Settings and the Redis handle of one CLI process."""
@@ -210,12 +209,20 @@ def rejected(limit: int) -> None:
 
 # --- listen and run ----------------------------------------------------------------------------
 @cli.command()
-def listen() -> None:
+@click.option("--source", "sources", multiple=True, type=click.Choice(["bot", "preview"]),
+              help="Run only these sources (default: every configured one). The bot source "
+                   "also answers subscribers' commands.")  # fmt: skip
+def listen(sources: tuple[str, ...]) -> None:
     """Run the configured live sources (bot updates, web preview poller) until stopped."""
     from service.runtime import run_listeners
 
     with open_root() as root:
-        asyncio.run(run_listeners(root.settings, root.redis.client, root.redis.url, demo=False))
+        asyncio.run(
+            run_listeners(
+                root.settings, root.redis.client, root.redis.url, demo=False,
+                sources=frozenset(sources) or None,
+            )
+        )  # fmt: skip
 
 
 @cli.command()
@@ -255,6 +262,22 @@ def run(n_workers: int | None, demo: bool | None) -> None:
             from service.summary import demo_summary
 
             click.echo(demo_summary(root.redis.client, stats, time.monotonic() - started))
+
+
+def _register_commands() -> None:
+    """Commands of the other parts, joined in one place (each module owns its command)."""
+    from service.api.commands import api_command, apikeys
+    from service.bot.command import bot_command
+    from service.commands.enrich import classify, eval_cmd, topics
+    from service.commands.rules import backtest, rules
+    from service.subscriptions_file import subscriptions
+
+    for command in (backtest, rules, classify, topics, eval_cmd, subscriptions, bot_command,
+                    api_command, apikeys):  # fmt: skip
+        cli.add_command(command)
+
+
+_register_commands()
 
 
 def main() -> None:

@@ -42,15 +42,29 @@ async def build_listeners(
     stack: AsyncExitStack,
     *,
     metrics: Metrics | None = None,
+    sources: frozenset[str] | None = None,
 ) -> list[Listener]:
-    """The live sources this configuration asks for; their resources close with ``stack``."""
+    """The live sources this configuration asks for (``sources`` narrows them to ``bot`` and/or
+    ``preview``); their resources close with ``stack``."""
     listeners: list[Listener] = []
-    if settings.telegram_token is not None:
+    wanted = sources or frozenset({"bot", "preview"})
+    if settings.telegram_token is not None and "bot" in wanted:
+        from service.bot.app import ALLOWED_UPDATES, setup_dispatcher
+        from service.bot.settings import BotAccess, BotSettings
         from service.sources.bot import BotListener
 
-        listeners.append(
-            BotListener.from_settings(settings, sink, webhook_url=settings.webhook_url)
+        # One token, one getUpdates consumer: the listener that reads channel posts also serves
+        # the subscriber bot's commands and alert buttons (Telegram refuses a second poller).
+        bot_listener = BotListener.from_settings(
+            settings, sink, webhook_url=settings.webhook_url, extra_updates=ALLOWED_UPDATES
         )
+        setup_dispatcher(
+            bot_listener.dispatcher,
+            client=connection,
+            access=BotAccess.from_settings(BotSettings()),
+            static_channels=list(settings.channels),
+        )
+        listeners.append(bot_listener)
     from service.store import watchlist
 
     async def added_channels() -> list[str]:
@@ -58,7 +72,8 @@ async def build_listeners(
 
     channels = list(settings.channels)
     # Poll when channels are configured, or could be added at run time (from the bot or the API).
-    if channels or settings.telegram_token is not None or await added_channels():
+    could_add = settings.telegram_token is not None or bool(await added_channels())
+    if "preview" in wanted and (channels or could_add):
         from service.sources.preview import PreviewPoller, build_http_client
         from service.store.channels import ChannelStore
 
@@ -91,7 +106,12 @@ async def _start_ops(
 
 
 async def run_listeners(
-    settings: Settings, connection: redis.Redis, redis_url: str, *, demo: bool
+    settings: Settings,
+    connection: redis.Redis,
+    redis_url: str,
+    *,
+    demo: bool,
+    sources: frozenset[str] | None = None,
 ) -> EnqueueStats | None:
     """Run every configured source until a stop signal, or in demo mode until the bundled
     sample has gone through the bot listener. Returns the enqueue counts (None when a signal
@@ -109,7 +129,7 @@ async def run_listeners(
         if demo:
             return await _replay_demo(settings, enqueuer, stop)
         listeners = await build_listeners(
-            settings, connection, redis_url, enqueuer, stack, metrics=metrics
+            settings, connection, redis_url, enqueuer, stack, metrics=metrics, sources=sources
         )
         if not listeners:
             log.error("no_sources", hint="set TGWATCH_TELEGRAM_TOKEN and/or TGWATCH_CHANNELS")

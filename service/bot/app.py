@@ -14,20 +14,16 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import click
 import redis
 import structlog
 from aiogram import BaseMiddleware, Bot, Dispatcher
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
-from aiogram.enums import ParseMode
 from aiogram.types import TelegramObject, User
 
 from service import constants
 from service.bot.routers import callbacks, channels, settings, start, watch
-from service.bot.settings import BotAccess, BotSettings
+from service.bot.settings import BotAccess
 from service.store.subscribers import SubscriberStore, sweep_mutes
+from service.telegram import make_bot
 
 log = structlog.get_logger(__name__)
 
@@ -86,10 +82,7 @@ def build_dispatcher(
     )
 
 
-def build_bot(token: str, api_url: str) -> Bot:
-    """A Bot on the configured Bot API server (Telegram's, or a self-hosted one)."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url))
-    return Bot(token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+build_bot = make_bot  # the subscriber bot uses the one Bot builder (service.telegram)
 
 
 async def run_bot(
@@ -112,24 +105,3 @@ async def run_bot(
         sweeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
-
-
-@click.command("bot")
-def bot_command() -> None:
-    """Run the subscriber bot (long polling) until Ctrl-C / SIGTERM.
-
-    Who may use it: TGWATCH_BOT_ALLOWED (comma-separated user or chat ids; empty: everyone);
-    admins (channel changes): TGWATCH_BOT_ADMINS.
-    """
-    from service.cli import open_root
-
-    with open_root() as root:
-        token = root.settings.telegram_token
-        if token is None:
-            click.echo("tgwatch: the bot needs TGWATCH_TELEGRAM_TOKEN", err=True)
-            raise SystemExit(2)
-        access = BotAccess.from_settings(BotSettings())
-        dispatcher = build_dispatcher(root.redis.client, access, root.settings.channels)
-        bot = build_bot(token.get_secret_value(), root.settings.telegram_api_url)
-        log.info("bot_starting", allowed=len(access.allowed), admins=len(access.admins))
-        asyncio.run(run_bot(bot, dispatcher))

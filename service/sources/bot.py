@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import structlog
 from aiogram import Bot, Dispatcher, Router
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import TelegramRetryAfter, TelegramUnauthorizedError
 from aiogram.methods import DeleteWebhook, SetWebhook, TelegramMethod
 from aiogram.types import Message, Update
@@ -35,6 +33,7 @@ from service.core.formats.botapi import merge_albums, parse_update
 from service.core.formats.result import FormatError, Rejected
 from service.core.post import Post
 from service.sources.base import PostSink, wait_or_stop
+from service.telegram import make_bot
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +67,7 @@ def build_bot(settings: Settings) -> Bot:
     """A Bot on the configured Bot API server (self-hosted servers set TGWATCH_TELEGRAM_API_URL)."""
     if settings.telegram_token is None:
         raise BotListenerError("TGWATCH_TELEGRAM_TOKEN is not set")
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-    return Bot(token=settings.telegram_token.get_secret_value(), session=session)
+    return make_bot(settings.telegram_token.get_secret_value(), settings.telegram_api_url)
 
 
 def make_redactor(token: str) -> Callable[[str], str]:
@@ -283,6 +281,7 @@ class BotListener:
         poll_timeout: int = constants.BOT_POLL_TIMEOUT_SECONDS,
         retry_min: float = constants.BOT_RETRY_MIN_SECONDS,
         retry_max: float = constants.BOT_RETRY_MAX_SECONDS,
+        extra_updates: Sequence[str] = (),
     ) -> None:
         if mode == "webhook" and not webhook_secret:
             raise BotListenerError("webhook mode needs TGWATCH_WEBHOOK_SECRET")
@@ -301,6 +300,9 @@ class BotListener:
         self.dispatcher = Dispatcher(intake=self.intake)
         self.dispatcher.include_router(build_router())
         self.started = asyncio.Event()  # set once polling or the webhook server is running
+        # Channel posts, plus what routers joined into ``dispatcher`` handle (the subscriber
+        # bot's messages and button presses when it shares this listener's token).
+        self.allowed_updates = [*constants.BOT_ALLOWED_UPDATES, *extra_updates]
 
     @classmethod
     def from_settings(
@@ -352,7 +354,7 @@ class BotListener:
         confirmed = True
         webhook_cleared = False
         failures = 0
-        allowed = list(constants.BOT_ALLOWED_UPDATES)
+        allowed = list(self.allowed_updates)
         while not stop.is_set():
             try:
                 if not webhook_cleared:
@@ -468,7 +470,7 @@ class BotListener:
         method = SetWebhook(
             url=url,
             secret_token=self.webhook_secret,
-            allowed_updates=list(constants.BOT_ALLOWED_UPDATES),
+            allowed_updates=list(self.allowed_updates),
         )
         failures = 0
         while True:

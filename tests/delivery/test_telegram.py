@@ -13,6 +13,7 @@ from aiogram import Bot
 from structlog.testing import capture_logs
 
 from service.deliveries import DeliveryJob, parse_target
+from service.telegram import make_bot
 from tests.delivery.conftest import ContextFactory, Scheduled, make_alert
 from tests.fakes.botapi import TOKEN, FakeBotAPI
 from workers.delivery import digest
@@ -20,7 +21,6 @@ from workers.delivery import outcome as oc
 from workers.delivery.context import DeliveryContext
 from workers.delivery.dispatch import process
 from workers.delivery.ratelimit import TelegramLimits, TelegramRateLimiter
-from workers.delivery.telegram import make_bot
 
 PRIVATE = (1001, 1002, 1003)
 GROUP = -1009999

@@ -24,7 +24,14 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "tgwatch.json"
 K8S = DEPLOY / "k8s"
-TGWATCH_SERVICES = {"listener": "listen", "worker": "worker", "bot": "bot", "api": "api"}
+# Component → its command. The bot token allows one reader of updates, so the `bot` component is
+# the listener's bot source (channel posts and subscribers' commands); `listener` polls previews.
+TGWATCH_SERVICES = {
+    "listener": ["listen", "--source", "preview"],
+    "worker": ["worker"],
+    "bot": ["listen", "--source", "bot"],
+    "api": ["api"],
+}
 SECRET_WORDS = re.compile(r"TOKEN|SECRET|PASSWORD|API_KEY", re.IGNORECASE)
 
 
@@ -208,7 +215,7 @@ def test_compose_services() -> None:
     assert set(services) >= {"redis", "prometheus", "grafana", *TGWATCH_SERVICES}
     for name, command in TGWATCH_SERVICES.items():
         service = services[name]
-        assert service["command"] == ["tgwatch", command]
+        assert service["command"] == ["tgwatch", *command]
         assert service["build"]["dockerfile"] == "deploy/Dockerfile"
         assert any(str(entry["path"]) == ".env" for entry in service["env_file"])
         assert service["depends_on"]["redis"]["condition"] == "service_healthy"
@@ -331,7 +338,7 @@ def test_k8s_deployments() -> None:
         spec = deployments[f"tgwatch-{name}"]["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
         (container,) = spec["containers"]
-        assert container["command"] == ["tgwatch", command]
+        assert container["command"] == ["tgwatch", *command]
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         refs = {next(iter(ref)) for ref in container["envFrom"]}

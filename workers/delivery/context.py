@@ -21,12 +21,13 @@ from rq.serializers import JSONSerializer
 from service import constants
 from service.config import Settings
 from service.deliveries import DeliveryJob, enqueue_job
+from service.telegram import make_bot
 from workers.delivery.digest import DigestStore
 from workers.delivery.journal import Journal
 from workers.delivery.ledger import Ledger
 from workers.delivery.ratelimit import TelegramLimits, TelegramRateLimiter
 from workers.delivery.settings import DeliverySettings
-from workers.delivery.telegram import TelegramSender, make_bot
+from workers.delivery.telegram import TelegramSender
 from workers.delivery.webhook import WebhookSender
 
 T = TypeVar("T")

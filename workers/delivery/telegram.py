@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import structlog
 from aiogram import Bot
-from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     TelegramAPIError,
     TelegramBadRequest,
@@ -35,12 +32,6 @@ log = structlog.get_logger(__name__)
 
 # 429s answered in a row before the send goes back to the queue instead of waiting again.
 MAX_RATE_LIMITED_IN_A_ROW = 3
-
-
-def make_bot(token: str, api_url: str, timeout: float = 20.0) -> Bot:
-    """A Bot talking to ``api_url`` (Telegram's or a local/fake Bot API server)."""
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url), timeout=timeout)
-    return Bot(token, session=session, default=DefaultBotProperties(parse_mode="HTML"))
 
 
 class TelegramSender:

@@ -1,0 +1,38 @@
+"""`tgwatch bot`: the subscriber bot on its own, for installs whose listener reads no bot token.
+
+When `tgwatch run` or `tgwatch listen` has TGWATCH_TELEGRAM_TOKEN, the bot listener already
+serves these commands (one token allows one getUpdates consumer); do not run both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@click.command("bot")
+def bot_command() -> None:
+    """Run the subscriber bot alone (long polling) until Ctrl-C / SIGTERM.
+
+    Who may use it: TGWATCH_BOT_ALLOWED (comma-separated user or chat ids; empty: everyone);
+    admins (channel changes): TGWATCH_BOT_ADMINS. `tgwatch run`/`listen` with a token serve the
+    same commands; run this only where no listener reads the bot's updates.
+    """
+    from service.bot.app import build_bot, build_dispatcher, run_bot
+    from service.bot.settings import BotAccess, BotSettings
+    from service.cli import open_root
+
+    with open_root() as root:
+        token = root.settings.telegram_token
+        if token is None:
+            click.echo("tgwatch: the bot needs TGWATCH_TELEGRAM_TOKEN", err=True)
+            raise SystemExit(2)
+        access = BotAccess.from_settings(BotSettings())
+        dispatcher = build_dispatcher(root.redis.client, access, root.settings.channels)
+        bot = build_bot(token.get_secret_value(), root.settings.telegram_api_url)
+        log.info("bot_starting", allowed=len(access.allowed), admins=len(access.admins))
+        asyncio.run(run_bot(bot, dispatcher))
