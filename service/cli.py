@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,9 +57,9 @@ def open_root() -> Iterator[Root]:
 
 
 def _worker_env(root: Root) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key.startswith("TGWATCH_")}
-    env["TGWATCH_REDIS_URL"] = root.redis.url
-    return env
+    from workers.runner import worker_env
+
+    return worker_env(root.redis.url)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -219,7 +218,7 @@ def listen(sources: tuple[str, ...]) -> None:
     with open_root() as root:
         asyncio.run(
             run_listeners(
-                root.settings, root.redis.client, root.redis.url, demo=False,
+                root.settings, root.redis.client, root.redis.url,
                 sources=frozenset(sources) or None,
             )
         )  # fmt: skip
@@ -229,39 +228,30 @@ def listen(sources: tuple[str, ...]) -> None:
 @click.option("-w", "--workers", "n_workers", type=click.IntRange(1, 64), default=None,
               help="Worker processes (default TGWATCH_WORKERS, 2).")  # fmt: skip
 @click.option("--demo/--no-demo", default=None,
-              help="Replay the bundled sample channel and exit with a summary "
-                   "(default: on when no token and no channels are configured).")  # fmt: skip
+              help="Replay the bundled sample channel, deliver its alerts to a local webhook "
+                   "and chat, and exit with a summary (default: on when no token and no "
+                   "channels are configured).")  # fmt: skip
 def run(n_workers: int | None, demo: bool | None) -> None:
     """Start everything for a single-machine install: listeners and N workers.
 
     Stops cleanly on Ctrl-C / SIGTERM: listeners flush what they hold to the queue, workers
     finish their current job; nothing queued is lost (it waits in Redis for the next start).
     """
-    from service.runtime import run_listeners, wait_for_queues
-    from workers.runner import WorkerSpec, start_worker_processes, stop_worker_processes
+    from service.runtime import run_service
 
     with open_root() as root:
         settings = root.settings
         if demo is None:
             demo = settings.telegram_token is None and not settings.channels
-        count = n_workers or settings.workers
-        specs = [WorkerSpec(_worker_env(root), root.redis.url, default_queues(), False, index)
-                 for index in range(count)]  # fmt: skip
-        started = time.monotonic()
-        procs = start_worker_processes(specs)
-        try:
-            # Listeners stop on SIGINT/SIGTERM (their own handlers) after flushing to the queue.
-            stats = asyncio.run(
-                run_listeners(settings, root.redis.client, root.redis.url, demo=demo)
-            )
-            if demo and stats is not None:
-                wait_for_queues(root.redis.client, default_queues(), timeout=180)
-        finally:
-            stop_worker_processes(procs)
-        if demo and stats is not None:
-            from service.summary import demo_summary
-
-            click.echo(demo_summary(root.redis.client, stats, time.monotonic() - started))
+        if demo and "TGWATCH_LOG_LEVEL" not in os.environ:
+            # The demo's output is its summary; per-post events would bury it.
+            os.environ["TGWATCH_LOG_LEVEL"] = "warning"
+            configure_logging(settings.log_format, "warning")
+        summary = asyncio.run(
+            run_service(settings, root.redis, n_workers or settings.workers, demo=demo)
+        )
+        if summary:
+            click.echo(summary)
 
 
 def _register_commands() -> None:

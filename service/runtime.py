@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 import structlog
@@ -18,11 +18,13 @@ from service import constants
 from service.config import Settings
 from service.metrics import Metrics
 from service.queue import Enqueuer, EnqueueStats
+from service.redis import RedisHandle
 from service.sources.base import Listener
 
-log = structlog.get_logger(__name__)
+if TYPE_CHECKING:
+    from service.sources.replay import ReplayBotAPI
 
-SAMPLE_UPDATES = Path(__file__).resolve().parent / "data" / "sample" / "mfa_russia_sample.json"
+log = structlog.get_logger(__name__)
 
 
 def _install_stop_handlers(stop: asyncio.Event) -> None:
@@ -110,7 +112,7 @@ async def run_listeners(
     connection: redis.Redis,
     redis_url: str,
     *,
-    demo: bool,
+    replay: ReplayBotAPI | None = None,
     sources: frozenset[str] | None = None,
 ) -> EnqueueStats | None:
     """Run every configured source until a stop signal, or in demo mode until the bundled
@@ -126,8 +128,8 @@ async def run_listeners(
     async with AsyncExitStack() as stack:
         stack.push_async_callback(enqueuer.close)
         await _start_ops(settings, connection, metrics, stack)
-        if demo:
-            return await _replay_demo(settings, enqueuer, stop)
+        if replay is not None:
+            return await _replay(settings, enqueuer, stop, replay)
         listeners = await build_listeners(
             settings, connection, redis_url, enqueuer, stack, metrics=metrics, sources=sources
         )
@@ -149,42 +151,38 @@ async def run_listeners(
         return None
 
 
-async def _replay_demo(
-    settings: Settings, enqueuer: Enqueuer, stop: asyncio.Event
+async def _replay(
+    settings: Settings, enqueuer: Enqueuer, stop: asyncio.Event, replay: ReplayBotAPI
 ) -> EnqueueStats | None:
-    """Serve the bundled sample from a local Bot API and read it with the real bot listener."""
+    """Read a local replay Bot API with the real bot listener until it has served everything."""
     from service.sources.bot import BotListener
-    from service.sources.replay import ReplayBotAPI
 
-    replay = ReplayBotAPI.from_file(SAMPLE_UPDATES)
-    await replay.start()
-    demo_settings = settings.model_copy(
+    replay_settings = settings.model_copy(
         update={
             "telegram_api_url": replay.base_url,
             "telegram_token": SecretStr(replay.token),
             "webhook_secret": None,
         }
     )
-    listener = BotListener.from_settings(demo_settings, enqueuer, mode="polling")
+    listener = BotListener.from_settings(replay_settings, enqueuer, mode="polling")
     listen_stop = asyncio.Event()
     task = asyncio.create_task(listener.run(listen_stop))
     started = time.monotonic()
+    waiters = {asyncio.create_task(replay.drained.wait()), asyncio.create_task(stop.wait())}
     try:
-        waiters = {asyncio.create_task(replay.drained.wait()), asyncio.create_task(stop.wait())}
         await asyncio.wait(
             {*waiters, task}, timeout=constants.DEMO_TIMEOUT_SECONDS, return_when="FIRST_COMPLETED"
         )
-        for waiter in waiters:
-            waiter.cancel()
         listen_stop.set()
         await task
     finally:
+        for waiter in waiters:
+            waiter.cancel()
         if not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await replay.stop()
-    log.info("demo_replayed", seconds=round(time.monotonic() - started, 2),
+    log.info("replay_done", seconds=round(time.monotonic() - started, 2),
              updates=len(replay.updates))  # fmt: skip
     return None if stop.is_set() else enqueuer.stats
 
@@ -195,12 +193,64 @@ def wait_for_queues(connection: redis.Redis, names: Sequence[str], timeout: floa
     from rq.registry import StartedJobRegistry
 
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         busy = 0
         for name in names:
             queue = Queue(name, connection=connection)
             busy += queue.count + len(StartedJobRegistry(name, connection=connection))
         if busy == 0:
             return True
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
-    return False
+
+
+async def run_service(
+    settings: Settings, redis_handle: RedisHandle, workers: int, *, demo: bool
+) -> str | None:
+    """`tgwatch run`: N worker processes and the listeners of this process, stopped together.
+
+    In demo mode the local demo parties start first (workers must know where the local Telegram
+    is), the bundled sample is replayed, and once the queues are drained a summary is returned.
+    """
+    from workers.runner import (
+        WorkerSpec,
+        start_worker_processes,
+        stop_worker_processes,
+        worker_env,
+    )
+
+    connection = redis_handle.client
+    queues = (constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE)
+    demo_parties = None
+    overrides: dict[str, str] = {}
+    if demo:
+        from service.demo import Demo
+
+        demo_parties = await Demo.start(connection)
+        overrides = demo_parties.worker_env()
+    env = worker_env(redis_handle.url, **overrides)
+    specs = [WorkerSpec(env, redis_handle.url, queues, False, index) for index in range(workers)]
+    started = time.monotonic()
+    procs = start_worker_processes(specs)
+    stats: EnqueueStats | None = None
+    try:
+        replay = demo_parties.replay if demo_parties is not None else None
+        stats = await run_listeners(settings, connection, redis_handle.url, replay=replay)
+        if demo_parties is not None and stats is not None:
+            # In a thread: the local Telegram and webhook receiver on this loop keep answering.
+            drained = await asyncio.to_thread(
+                wait_for_queues, connection, queues, constants.DEMO_TIMEOUT_SECONDS
+            )
+            if not drained:
+                log.warning("demo_queues_not_drained", seconds=constants.DEMO_TIMEOUT_SECONDS)
+    finally:
+        await asyncio.to_thread(stop_worker_processes, procs)
+        if demo_parties is not None:
+            await demo_parties.stop()
+    if demo_parties is None or stats is None:
+        return None
+    from service.summary import demo_summary
+
+    lines = [demo_summary(connection, stats, time.monotonic() - started), *demo_parties.report()]
+    return "\n".join(lines)

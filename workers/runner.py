@@ -50,6 +50,15 @@ class WorkerSpec:
     index: int = 0
 
 
+def worker_env(redis_url: str, **overrides: str) -> dict[str, str]:
+    """What a spawned worker inherits: this process's TGWATCH_* variables, the Redis URL every
+    process must share (the embedded server's socket, when there is one), and ``overrides``."""
+    env = {key: value for key, value in os.environ.items() if key.startswith("TGWATCH_")}
+    env["TGWATCH_REDIS_URL"] = redis_url
+    env.update(overrides)
+    return env
+
+
 def build_worker(
     settings: Settings,
     connection: redis.Redis,

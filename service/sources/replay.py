@@ -4,7 +4,8 @@ The quick-start demo uses it to send the bundled sample channel through the same
 listener that reads a live bot (real HTTP, long polling, offsets), and users can point a
 listener at it to rehearse a setup offline: ``TGWATCH_TELEGRAM_API_URL=<its url>``. It answers
 ``getMe``, ``deleteWebhook``, ``getWebhookInfo`` and ``getUpdates`` (with ``offset``, ``limit``
-and a short ``timeout``), and says when every update has been confirmed.
+and a short ``timeout``), says when every update has been confirmed, and keeps the messages
+sent to it with ``sendMessage`` (a local chat for alerts).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class ReplayBotAPI:
         self.updates = sorted(updates, key=lambda update: int(update.get("update_id", 0)))
         self.token = f"{REPLAY_BOT_ID}:{secrets.token_urlsafe(24)}"
         self.drained = asyncio.Event()
+        self.sent: list[dict[str, Any]] = []  # messages bots sent through this server
         self.base_url = ""
         self._runner: web.AppRunner | None = None
         if not self.updates:
@@ -80,6 +82,11 @@ class ReplayBotAPI:
             result = {"url": "", "has_custom_certificate": False, "pending_update_count": 0}
         elif method == "getupdates":
             result = await self._get_updates(params)
+        elif method == "sendmessage":
+            # A local chat: keeps what was sent, so the demo can show alerts arriving.
+            self.sent.append(params)
+            chat = {"id": int(params.get("chat_id") or 0), "type": "private"}
+            result = {"message_id": len(self.sent), "date": 0, "chat": chat}
         else:
             return web.json_response(
                 {"ok": False, "error_code": 404, "description": "Not Found"}, status=404
