@@ -85,7 +85,9 @@ async def build_listeners(
         if metrics is not None:
             metrics.register_channels("preview", channels)
         listeners.append(
-            PreviewPoller.from_settings(settings, sink, store, http, channel_source=added_channels)
+            PreviewPoller.from_settings(
+                settings, sink, store, http, channel_source=added_channels, metrics=metrics
+            )
         )
     return listeners
 

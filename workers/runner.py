@@ -69,8 +69,11 @@ def build_worker(
 ) -> TgwatchWorker:
     """The composition root of a worker: contexts first, then the RQ worker serving them."""
     delivery = DeliverySettings()
-    install(WorkerContext.build(settings, connection, metrics))
-    set_context(DeliveryContext.from_settings(settings, connection, delivery))
+    context = WorkerContext.build(settings, connection, metrics)
+    install(context)
+    deliveries = DeliveryContext.from_settings(settings, connection, delivery)
+    deliveries.metrics = deliveries.telegram.metrics = context.metrics
+    set_context(deliveries)
     return TgwatchWorker(
         list(queues),
         connection=connection,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from collections import Counter
@@ -35,20 +34,11 @@ def _load_or_exit(path: Path) -> RuleSet:
 
 
 def _enricher(ruleset: RuleSet) -> Callable[[Post], Enrichment]:
-    """The enrichment the workers run, when the enrichment package provides it.
+    """The enrichment the workers run (language, topics, entities), with the rules' watched
+    entities; imported here because loading the detectors takes a moment."""
+    from service.core.enrich import build_enricher
 
-    Until ``service.core.enrich.build_enricher`` exists, posts get an empty Enrichment (no
-    language, no topics): ``lang:``/``topic:`` terms then match nothing in a backtest.
-    """
-    try:
-        from service.core.enrich import build_enricher  # type: ignore[attr-defined]
-    except ImportError:
-        return lambda post: Enrichment()
-    params = inspect.signature(build_enricher).parameters
-    enricher = (
-        build_enricher(entities=ruleset.entities) if "entities" in params else build_enricher()
-    )
-    return enricher.enrich  # type: ignore[no-any-return]
+    return build_enricher(watched=ruleset.entities).enrich
 
 
 def _record(post: Post, alert: Alert) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def _known_parses(token: str) -> list[Any]:
     uk = _analyzer("uk")
     if uk.word_is_known(token):
         return [parse for parse in uk.parse(token) if parse.is_known]
-    return ru.parse(token)[:1]
+    return list(ru.parse(token)[:1])
 
 
 @lru_cache(maxsize=200_000)

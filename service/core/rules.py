@@ -46,10 +46,14 @@ class Subscription:
     paused: bool = False
     notify: tuple[Any, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.id)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "name": self.name or self.id,
+            "name": self.name,
             "query": self.query,
             "paused": self.paused,
             "notify": list(self.notify),
@@ -132,7 +136,8 @@ def parse_rules(text: str, source: str = "rules") -> RuleSet:
     reader = _Reader()
     ruleset = reader.read(root)
     if reader.problems:
-        raise RulesError(reader.problems, source)
+        ordered = sorted(reader.problems, key=lambda problem: problem.line or 0)
+        raise RulesError(ordered, source)
     return ruleset
 
 
@@ -286,9 +291,8 @@ class _Reader:
             notify = tuple(notify_value or ())
         if query is not None and sub_id is not None:
             message = query_problem(sub_id, query, entity_ids)
-            if message:
+            if message:  # reported; the subscription is still kept for the duplicate-id check
                 self.problem(fields["query"], message)
-                return None
         if sub_id is None or query is None:
             return None
         return Subscription(sub_id, query, name or sub_id, paused, notify), node

@@ -17,6 +17,10 @@ TOKEN_RE = re.compile(r"[^\W_]+")
 _TOKEN_RE = TOKEN_RE
 
 
+# Characters other than ASCII and Cyrillic, which may carry diacritics to remove.
+_NEEDS_FOLDING = re.compile(r"[^\x00-\x7f\u0400-\u04ff]")
+
+
 @lru_cache(maxsize=4096)
 def _fold_char(char: str) -> str:
     """Fold one already-casefolded character: Latin diacritics off, ё→е, Cyrillic kept."""
@@ -37,6 +41,8 @@ def normalize(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
     if folded.isascii():
         return folded
+    if _NEEDS_FOLDING.search(folded) is None:  # ASCII and Cyrillic only: just ё→е
+        return folded.replace("ё", "е")
     return "".join(_fold_char(char) for char in folded)
 
 

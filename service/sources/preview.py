@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -31,6 +32,7 @@ from service.config import Settings
 from service.core.formats.preview import PreviewPage, parse_preview
 from service.core.formats.result import FormatError, Rejected
 from service.core.post import Post
+from service.metrics import Metrics
 from service.sources.base import PostSink
 from service.store.channels import ChannelStore
 
@@ -81,6 +83,29 @@ def build_http_client(concurrency: int = constants.PREVIEW_MAX_CONCURRENCY) -> h
     return httpx.AsyncClient(
         follow_redirects=False, timeout=constants.PREVIEW_TIMEOUT_SECONDS, limits=limits
     )
+
+
+# Readable poll failure reasons → bounded metric labels.
+ERROR_CODES = (
+    ("network", "network"),
+    ("unknown channel", "unknown_channel"),
+    ("page larger", "too_large"),
+    ("not a preview page", "parse"),
+)
+
+
+def error_code(reason: str) -> str:
+    """A short, bounded label for a poll failure (metrics), from its readable reason."""
+    if reason.startswith("HTTP 429"):
+        return "http_429"
+    if reason.startswith("HTTP 5"):
+        return "http_5xx"
+    if reason.startswith("HTTP"):
+        return "http_other"
+    for prefix, code in ERROR_CODES:
+        if reason.startswith(prefix):
+            return code
+    return "other"
 
 
 class PollError(Exception):
@@ -156,7 +181,9 @@ class PreviewPoller:
         rng: random.Random | None = None,
         channel_source: Callable[[], Awaitable[Iterable[str]]] | None = None,
         refresh_every: float = constants.PREVIEW_CHANNELS_REFRESH_SECONDS,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.channel_source = channel_source
         self.refresh_every = refresh_every
         if isinstance(channels, Mapping):
@@ -210,7 +237,11 @@ class PreviewPoller:
     async def poll_once(self, channel: str) -> PollResult:
         """Poll ``channel`` once: fetch, emit new and edited posts, record watermark and health."""
         watermark = await self.store.watermark(channel)
-        fetched = await self._collect(channel, watermark)
+        if self.metrics is not None:
+            with self.metrics.poll_timer(channel):
+                fetched = await self._collect(channel, watermark)
+        else:
+            fetched = await self._collect(channel, watermark)
         posts = self._unique(fetched.pages)
         result = PollResult(
             channel=channel, ok=fetched.error is None, delay=0.0, pages=len(fetched.pages)
@@ -271,6 +302,8 @@ class PreviewPoller:
         failures = await self.store.record_error(
             result.channel, at=now, error=error.reason, source=SOURCE
         )
+        if self.metrics is not None:
+            self.metrics.source_error(SOURCE, error_code(error.reason))
         interval = self.intervals.get(result.channel, self.default_interval)
         result.delay = backoff_delay(failures, interval, error.retry_after)
         await self.store.set_next_poll(result.channel, now + result.delay)
@@ -290,6 +323,9 @@ class PreviewPoller:
         interval = self.intervals.get(result.channel, self.default_interval)
         result.delay = interval * (1 + self.jitter * self.rng.uniform(-1.0, 1.0))
         newest_date = max((post.date.timestamp() for post in newest_page.posts), default=None)
+        if self.metrics is not None and newest_date is not None:
+            newest = datetime.fromtimestamp(newest_date, UTC)
+            self.metrics.set_source_lag(result.channel, newest, datetime.fromtimestamp(now, UTC))
         await self.store.record_success(
             result.channel,
             at=now,

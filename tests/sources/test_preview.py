@@ -446,3 +446,24 @@ async def test_channels_added_and_removed_at_run_time(
     assert "late_chan" not in poller.channels
     stop.set()
     await asyncio.wait_for(task, 5)
+
+
+async def test_polls_are_measured(
+    server: FakePreviewServer, make_poller: Any, clock: Clock
+) -> None:
+    from service.metrics import Metrics
+
+    metrics = Metrics()
+    server.add_posts(CHANNEL, 3)
+    server.add_channel("broken_chan").garbage = "<html>nope</html>"
+    poller = make_poller([CHANNEL, "broken_chan"], metrics=metrics)
+    await poller.poll_once(CHANNEL)
+    await poller.poll_once("broken_chan")
+    registry = metrics.registry
+    assert registry.get_sample_value("tgwatch_poll_duration_seconds_count",
+                                     {"channel": CHANNEL}) == 1  # fmt: skip
+    lag = registry.get_sample_value("tgwatch_source_lag_seconds", {"channel": CHANNEL})
+    newest = max(post.date for post in server.channel(CHANNEL).posts.values())
+    assert lag == pytest.approx(clock.now - newest.timestamp())
+    assert registry.get_sample_value("tgwatch_source_errors_total",
+                                     {"source": "preview", "reason": "parse"}) == 1  # fmt: skip

@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 from service import constants
 from service.config import Settings
 from service.deliveries import DeliveryJob, enqueue_job
+from service.metrics import Metrics
 from service.telegram import make_bot
 from workers.delivery.digest import DigestStore
 from workers.delivery.journal import Journal
@@ -55,6 +56,7 @@ class DeliveryContext:
     http: httpx.AsyncClient
     bot: Bot | None = None
     schedule: Scheduler | None = None
+    metrics: Metrics | None = None
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     @classmethod

@@ -9,7 +9,9 @@ raises for a delivery problem: an unexpected error is treated as a failed attemp
 
 from __future__ import annotations
 
+import contextlib
 import random
+import time
 from datetime import UTC, datetime
 
 import structlog
@@ -33,11 +35,13 @@ async def process(context: DeliveryContext, job: DeliveryJob, *,
                   now: datetime | None = None) -> Outcome:  # fmt: skip
     """Deliver ``job`` once and settle the outcome; returns it."""
     context.journal.begin(job.key, JOB_FUNCTION, job.to_dict(), job.description)
+    started = time.perf_counter()
     try:
         outcome = await _deliver(context, job, now or datetime.now(UTC))
     except Exception as exc:  # any bug or outage is one failed attempt, retried
         log.exception("delivery_error", key=job.key, error=type(exc).__name__)
         outcome = Outcome(oc.RETRY, f"internal error: {type(exc).__name__}")
+    _count(context, job, outcome, time.perf_counter() - started)
     settle(context, job, outcome)
     # Only a settled delivery gives its lease up: if settling failed, recovery runs it again.
     context.journal.end(job.key)
@@ -56,6 +60,29 @@ async def _deliver(context: DeliveryContext, job: DeliveryJob, now: datetime) ->
                 return Outcome(oc.HELD, f"{plan.reason} until {plan.hold_until.isoformat()}")
         return await context.telegram.send(job)
     return await context.webhooks.send(job)
+
+
+def _count(context: DeliveryContext, job: DeliveryJob, outcome: Outcome, seconds: float) -> None:
+    """Deliveries by target kind and outcome, their latency, and post-to-delivery latency."""
+    metrics = context.metrics
+    if metrics is None:
+        return
+    kind = "telegram" if isinstance(job.target, TelegramTarget) else "webhook"
+    status = outcome.status
+    if status == oc.RETRY and retry_delay(_schedule(context, job)[0], job.attempt, 0) is None:
+        status = oc.DEAD  # the schedule is used up: settle() dead-letters it
+    metrics.delivery(kind, status, seconds=seconds)
+    if outcome.status == oc.SENT:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            metrics.delivered(datetime.fromisoformat(job.alert.post["date"]))
+    if status == oc.DEAD and kind == "webhook":
+        metrics.webhook_dead_lettered()
+
+
+def _schedule(context: DeliveryContext, job: DeliveryJob) -> tuple[tuple[float, ...], float]:
+    if isinstance(job.target, TelegramTarget):
+        return context.settings.telegram_schedule, 0.2
+    return context.settings.webhook_schedule, context.settings.webhook_jitter
 
 
 def retry_delay(schedule: tuple[float, ...], attempt: int, jitter: float) -> float | None:
@@ -84,10 +111,7 @@ def settle(context: DeliveryContext, job: DeliveryJob, outcome: Outcome) -> None
         log.info("delivery_deferred", retry_in=outcome.retry_in, **fields)
         return
     if outcome.status == oc.RETRY:
-        if isinstance(job.target, TelegramTarget):
-            schedule, jitter = context.settings.telegram_schedule, 0.2
-        else:
-            schedule, jitter = context.settings.webhook_schedule, context.settings.webhook_jitter
+        schedule, jitter = _schedule(context, job)
         planned = retry_delay(schedule, job.attempt, jitter)
         if planned is not None:
             wait = max(planned, outcome.retry_in)

@@ -23,6 +23,7 @@ from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 
 from service.core.render import TelegramMessage, render_telegram
 from service.deliveries import DeliveryJob, TelegramTarget
+from service.metrics import Metrics
 from workers.delivery import outcome as oc
 from workers.delivery.ledger import Ledger
 from workers.delivery.outcome import Outcome
@@ -49,6 +50,8 @@ class TelegramSender:
         self.limiter = limiter
         self.claim_ttl = claim_ttl
         self.max_inline_wait = max_inline_wait
+        # Set by the worker's composition root; None in tests that do not count.
+        self.metrics: Metrics | None = None
 
     async def send(self, job: DeliveryJob) -> Outcome:
         """Deliver ``job`` (whose target is a TelegramTarget) as one alert message."""
@@ -103,6 +106,8 @@ class TelegramSender:
             except TelegramRetryAfter as exc:
                 rate_limited += 1
                 self.limiter.pause(exc.retry_after)
+                if self.metrics is not None:
+                    self.metrics.telegram_rate_limited(exc.retry_after)
                 log.warning("telegram_rate_limited", chat_id=chat_id, retry_after=exc.retry_after)
                 give_back = exc.retry_after > self.max_inline_wait
                 if give_back or rate_limited >= MAX_RATE_LIMITED_IN_A_ROW:

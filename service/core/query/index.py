@@ -33,7 +33,7 @@ from service.core.query.match import (
     word_key,
 )
 from service.core.rules import RuleSet
-from service.core.text import tokenize
+from service.core.text import run_norms, tokenize
 
 # A trigger: ("k", key) for a document key, ("p", prefix) for a token prefix.
 Trigger = tuple[str, str]
@@ -140,7 +140,7 @@ class RuleIndex:
                 table.setdefault(value, []).append(number)
         self._prefixes = frozenset(prefixes)
         self._prefix_lengths = tuple(sorted({len(prefix) for prefix in prefixes}))
-        self._prefix_cache: dict[str, tuple[str, ...]] = {}
+        self._prefix_cache: dict[str, tuple[tuple[str, str], ...]] = {}
 
     @classmethod
     def build(cls, ruleset: RuleSet) -> RuleIndex:
@@ -166,20 +166,23 @@ class RuleIndex:
     def __len__(self) -> int:
         return len(self.rules)
 
-    def _prefixes_of(self, norm: str) -> tuple[str, ...]:
-        hits = self._prefix_cache.get(norm)
+    def _prefixes_of(self, run: str) -> tuple[tuple[str, str], ...]:
+        """(rule prefix, token) for every token of ``run`` that starts with a rule prefix."""
+        hits = self._prefix_cache.get(run)
         if hits is None:
             hits = tuple(
-                norm[:length]
+                (norm[:length], norm)
+                for norm in run_norms(run)
                 for length in self._prefix_lengths
                 if length <= len(norm) and norm[:length] in self._prefixes
             )
             if len(self._prefix_cache) >= _PREFIX_CACHE_MAX:
                 self._prefix_cache.clear()
-            self._prefix_cache[norm] = hits
+            self._prefix_cache[run] = hits
         return hits
 
     def document(self, post: Post, enrichment: Enrichment | None = None) -> MatchDocument:
+        """The post prepared for this index (rule prefixes looked up per distinct run)."""
         return build_document(post, enrichment, self._prefixes_of if self._prefixes else None)
 
     def candidates(self, doc: MatchDocument) -> list[int]:
@@ -196,11 +199,12 @@ class RuleIndex:
         return sorted(found)
 
     def match_document(self, doc: MatchDocument) -> list[Match]:
+        rules = self.rules
         matches = []
         for number in self.candidates(doc):
-            rule = self.rules[number]
-            if rule.node.test(doc):
-                matches.append(Match(rule.subscription_id, highlights(rule.node, doc)))
+            node = rules[number].node
+            if node.test(doc):
+                matches.append(Match(rules[number].subscription_id, highlights(node, doc)))
         return matches
 
     def match(self, post: Post, enrichment: Enrichment | None = None) -> list[Match]:

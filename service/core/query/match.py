@@ -9,6 +9,7 @@ other tokens their normalized form), and field keys (``#tag``, ``$ticker``, ``@n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +23,9 @@ from service.core.post import Entity, Post
 from service.core.text import TOKEN_RE, is_cyrillic, normalize, normalize_host, run_norms
 
 Span = tuple[int, int]
+# A document scans its tokens per asked key this many times, then indexes them all at once:
+# a scan costs ~1/8 of indexing, and most posts ask for the keys of one or two matches.
+_SCANS_BEFORE_TABLE = 8
 # Entity types whose text a rule never sees as words.
 BLANKED_ENTITIES = frozenset(("url", "email", "mention"))
 _SIGIL_KEYS = {"hashtag": "#", "cashtag": "$", "mention": "@"}
@@ -82,29 +86,34 @@ class MatchDocument:
     """One post version prepared for matching; built once, tested by every candidate rule."""
 
     __slots__ = (
-        "_by_norm",
         "_highlights",
         "_positions",
         "_raw",
         "_regex",
         "_spans",
+        "_tokens",
         "field_spans",
         "keys",
         "prefix_hits",
+        "runs",
         "text",
-        "tokens",
+        "visible",
     )
 
     def __init__(
         self,
         text: str,
-        tokens: list[tuple[int, int, str, tuple[str, ...]]],
+        *,
+        visible: str,
+        runs: list[str],
         keys: set[str],
         field_spans: dict[str, list[Span]],
         prefix_hits: dict[str, list[str]],
     ) -> None:
         self.text = text
-        self.tokens = tokens  # (start, end, norm, keys) in text order
+        self.visible = visible  # the text with url, email and mention spans blanked
+        self.runs = runs  # its runs of letters and digits, in order
+        self._tokens: list[tuple[int, int, str, tuple[str, ...]]] | None = None
         self.keys = keys
         self.field_spans = field_spans
         self.prefix_hits = prefix_hits
@@ -112,18 +121,35 @@ class MatchDocument:
         self._raw: bytes | None = None
         self._regex: dict[int, bool] = {}
         self._spans: dict[str, list[Span]] = {}
-        self._by_norm: dict[str, list[int]] | None = None
         self._highlights: dict[Span, Highlight] = {}
 
+    @property
+    def tokens(self) -> list[tuple[int, int, str, tuple[str, ...]]]:
+        """(start, end, normalized form, keys) of every token, in text order."""
+        if self._tokens is None:
+            self._tokens = _tokens(self.visible, self.runs)
+        return self._tokens
+
     def positions(self, key: str) -> list[int]:
-        """Indices of the tokens that answer to ``key`` (built on first use)."""
+        """Indices of the tokens that answer to ``key``, found on first use and cached (only the
+        keys of matched rules and phrases are ever asked for)."""
         if self._positions is None:
-            table: dict[str, list[int]] = {}
-            for index, token in enumerate(self.tokens):
-                for token_key in token[3]:
-                    table.setdefault(token_key, []).append(index)
-            self._positions = table
-        return self._positions.get(key, [])
+            self._positions = {}
+        found = self._positions.get(key)
+        if found is None:
+            if key not in self.keys:
+                found = []
+            elif len(self._positions) < _SCANS_BEFORE_TABLE:
+                found = [i for i, token in enumerate(self.tokens) if key in token[3]]
+            else:  # many matched keys: index every token once instead of scanning per key
+                table: dict[str, list[int]] = {}
+                for index, token in enumerate(self.tokens):
+                    for token_key in token[3]:
+                        table.setdefault(token_key, []).append(index)
+                self._positions = table
+                found = table.get(key, [])
+            self._positions[key] = found
+        return found
 
     def spans_of(self, key: str) -> list[Span]:
         """Spans of the tokens and entities answering to ``key`` (cached: rules share keys)."""
@@ -138,22 +164,10 @@ class MatchDocument:
     def prefix_spans(self, prefix: str) -> list[Span]:
         spans = self._spans.get(f"{prefix}*")
         if spans is None:
-            tokens = self.tokens
-            spans = sorted(
-                (tokens[i][0], tokens[i][1])
-                for norm in self.prefix_hits.get(prefix, ())
-                for i in self._norm_positions().get(norm, ())
-            )
+            norms = self.prefix_hits.get(prefix, ())
+            spans = [(t[0], t[1]) for t in self.tokens if t[2] in norms]
             self._spans[f"{prefix}*"] = spans
         return spans
-
-    def _norm_positions(self) -> dict[str, list[int]]:
-        if self._by_norm is None:
-            by_norm: dict[str, list[int]] = {}
-            for index, token in enumerate(self.tokens):
-                by_norm.setdefault(token[2], []).append(index)
-            self._by_norm = by_norm
-        return self._by_norm
 
     def highlight(self, start: int, end: int) -> Highlight:
         found = self._highlights.get((start, end))
@@ -189,42 +203,84 @@ class MatchDocument:
 
 
 def _blank(text: str, entities: Iterable[Entity]) -> str:
-    spans = [(e.offset, e.end) for e in entities if e.type in BLANKED_ENTITIES and e.length > 0]
-    if not spans:
-        return text
-    chars = list(text)
-    for start, end in spans:
-        for index in range(max(start, 0), min(end, len(chars))):
-            chars[index] = " "
-    return "".join(chars)
+    for entity in entities:
+        if entity.type in BLANKED_ENTITIES and entity.length > 0:
+            start, end = max(entity.offset, 0), min(entity.end, len(text))
+            if start < end:
+                text = f"{text[:start]}{' ' * (end - start)}{text[end:]}"
+    return text
 
 
-@lru_cache(maxsize=200_000)
+# Per run of letters as it appears in text: its (token, keys) pairs, and all its keys. Plain
+# dicts rather than lru_cache: the hot loop looks runs up with map(dict.get), at C speed. Cleared
+# when full, which a worker meets rarely (a language has far fewer frequent forms than this).
+RUN_CACHE_MAX = 300_000
+_RUN_TOKENS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
+_RUN_KEYS: dict[str, tuple[str, ...]] = {}
+
+
 def _run_tokens(run: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return tuple((norm, token_keys(norm)) for norm in run_norms(run))
+    found = _RUN_TOKENS.get(run)
+    if found is None:
+        found = tuple((norm, token_keys(norm)) for norm in run_norms(run))
+        if len(_RUN_TOKENS) >= RUN_CACHE_MAX:
+            clear_run_cache()
+        _RUN_TOKENS[run] = found
+        _RUN_KEYS[run] = tuple(key for _norm, keys in found for key in keys)
+    return found
+
+
+def clear_run_cache() -> None:
+    _RUN_TOKENS.clear()
+    _RUN_KEYS.clear()
+
+
+def _run_keys(runs: Iterable[str]) -> list[tuple[str, ...]]:
+    found = list(map(_RUN_KEYS.get, runs))
+    if None in found:
+        found = [_RUN_KEYS[run] if keys is None and _run_tokens(run) else keys
+                 for run, keys in zip(runs, found, strict=True)]  # fmt: skip
+    return found  # type: ignore[return-value]
+
+
+_SPAN = re.Match.span
+
+
+def _tokens(visible: str, runs: list[str]) -> list[tuple[int, int, str, tuple[str, ...]]]:
+    """Tokens with spans; ``runs`` are ``TOKEN_RE.findall(visible)`` (whose entries are cached).
+
+    Spans come from ``finditer`` mapped in C; a run normalization splits into several tokens
+    (rare: a ligature or a compatibility character) gives them all the run's span."""
+    spans = list(map(_SPAN, TOKEN_RE.finditer(visible)))
+    entries = list(map(_RUN_TOKENS.get, runs))
+    if all(entry is not None and len(entry) == 1 for entry in entries):
+        return [(s, e, entry[0][0], entry[0][1])  # type: ignore[index]
+                for (s, e), entry in zip(spans, entries, strict=True)]  # fmt: skip
+    tokens = []
+    for (start, end), run in zip(spans, runs, strict=True):
+        for norm, keys in _run_tokens(run):
+            tokens.append((start, end, norm, keys))
+    return tokens
 
 
 def build_document(
     post: Post,
     enrichment: Enrichment | None = None,
-    prefixes_of: Callable[[str], tuple[str, ...]] | None = None,
+    prefixes_of: Callable[[str], tuple[tuple[str, str], ...]] | None = None,
 ) -> MatchDocument:
-    """Prepare ``post`` for matching. ``prefixes_of(norm)`` names the rule prefixes a token
-    starts with (the index supplies it; without it no prefix term can match)."""
+    """Prepare ``post`` for matching. ``prefixes_of(run)`` names the rule prefixes the tokens of
+    a run of letters start with, as (prefix, token) pairs (the index supplies it; without it no
+    prefix term can match)."""
     visible = _blank(post.text, post.entities)
-    tokens: list[tuple[int, int, str, tuple[str, ...]]] = []
-    keys: set[str] = set()
-    norms: set[str] = set()
-    for found in TOKEN_RE.finditer(visible):
-        start, end = found.span()
-        for norm, token_keys_ in _run_tokens(found.group()):
-            tokens.append((start, end, norm, token_keys_))
-            keys.update(token_keys_)
-            norms.add(norm)
+    runs = TOKEN_RE.findall(visible)
+    distinct = list(set(runs))
+    # Only the distinct runs matter for the keys; token positions are built on first use
+    # (phrases, highlights), which most candidate rules never need.
+    keys: set[str] = set().union(*_run_keys(distinct))
     prefix_hits: dict[str, list[str]] = {}  # rule prefix -> the token forms starting with it
     if prefixes_of is not None:
-        for norm in norms:
-            for prefix in prefixes_of(norm):
+        for hits in map(prefixes_of, distinct):
+            for prefix, norm in hits:
                 prefix_hits.setdefault(prefix, []).append(norm)
     field_spans: dict[str, list[Span]] = {}
     for entity in post.entities:
@@ -252,7 +308,14 @@ def build_document(
                 field_spans.setdefault(entity_key, []).append(
                     (found_entity.start, found_entity.end)
                 )
-    return MatchDocument(post.text, tokens, keys, field_spans, prefix_hits)
+    return MatchDocument(
+        post.text,
+        visible=visible,
+        runs=runs,
+        keys=keys,
+        field_spans=field_spans,
+        prefix_hits=prefix_hits,
+    )
 
 
 # --- rule nodes -------------------------------------------------------------------------------
@@ -354,7 +417,7 @@ class AllOf(RuleNode):
     def test(self, doc: MatchDocument) -> bool:
         keys = doc.keys
         # Explicit loops are ~2x faster than all(<generator>) on this hot path.
-        for key in self.keys:  # noqa: SIM110
+        for key in self.keys:
             if key not in keys:
                 return False
         for child in self.others:  # noqa: SIM110

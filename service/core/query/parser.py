@@ -24,7 +24,7 @@ from typing import Any
 import re2
 
 from service import constants
-from service.core.text import normalize, normalize_host, run_norms, tokenize
+from service.core.text import TOKEN_RE, normalize, normalize_host, run_norms
 
 
 class QueryError(ValueError):
@@ -103,7 +103,7 @@ FIELDS = ("domain", "channel", "lang", "topic", "entity")
 SIGILS = {"#": "tag", "$": "cashtag", "@": "mention"}
 OPERATORS = ("AND", "OR", "NOT")
 _QUOTES = {'"': '"', "«": "»", "“": "”", "„": "“"}
-_STOP = frozenset('()"«“„')
+_RUN_RE = re.compile(r'[^\s()"«“„]+')
 _FIELD_NAME_RE = re.compile(r"[A-Za-z]+")
 _SIGIL_VALUE_RE = re.compile(r"[^\W]+")  # letters, digits and "_", as Telegram's entities allow
 _LANG_RE = re.compile(r"[a-z]{2,3}")
@@ -188,18 +188,17 @@ class _Lexer:
 
     def _run(self) -> str:
         """Read up to whitespace, a parenthesis or a quote."""
-        start = self.i
-        text = self.text
-        while self.i < len(text) and not text[self.i].isspace() and text[self.i] not in _STOP:
-            self.i += 1
-        return text[start : self.i]
+        found = _RUN_RE.match(self.text, self.i)
+        run = found.group() if found else ""
+        self.i += len(run)
+        return run
 
     def _phrase(self, start: int, exact: bool) -> Phrase:
         close = self.text.find(_QUOTES[self.text[start]], start + 1)
         if close < 0:
             raise QueryError(f"unterminated phrase: no closing {_QUOTES[self.text[start]]}", start)
         self.i = close + 1
-        words = tuple(token.norm for token in tokenize(self.text[start + 1 : close]))
+        words = _norms(self.text[start + 1 : close])
         if not words:
             raise QueryError("empty phrase: it has no letters or digits", start)
         return Phrase(words, exact=exact, position=start)
@@ -254,8 +253,8 @@ class _Lexer:
             body = raw[:-1]
             if "*" in body:
                 raise QueryError('"*" may only end a word', start + raw.index("*"))
-            norms = run_norms(body) if body else ()
-            if len(norms) != 1 or len(tokenize(body)) != 1:
+            norms = _norms(body)
+            if len(norms) != 1:
                 raise QueryError("a prefix must be a single word before *", start)
             if len(norms[0]) < constants.QUERY_PREFIX_MIN_LENGTH:
                 raise QueryError(
@@ -266,12 +265,17 @@ class _Lexer:
             return Prefix(norms[0], position=start)
         if "*" in raw:
             raise QueryError('"*" may only end a word', start + raw.index("*"))
-        words = tuple(token.norm for token in tokenize(raw))
+        words = _norms(raw)
         if not words:
             raise QueryError(f'nothing to match in "{raw}": no letters or digits', start)
         if len(words) == 1:
             return Word(words[0], exact=exact, position=start)
         return Phrase(words, exact=exact, position=start)
+
+
+def _norms(text: str) -> tuple[str, ...]:
+    """The normalized tokens of query text, exactly as ``tokenize`` gives them for post text."""
+    return tuple(norm for run in TOKEN_RE.findall(text) for norm in run_norms(run))
 
 
 def sigil_value(body: str) -> str:
