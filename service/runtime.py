@@ -23,6 +23,7 @@ from service.sources.base import Listener
 
 if TYPE_CHECKING:
     from service.sources.replay import ReplayBotAPI
+    from service.store.subscribers import SubscriberStore
 
 log = structlog.get_logger(__name__)
 
@@ -60,13 +61,14 @@ async def build_listeners(
         bot_listener = BotListener.from_settings(
             settings, sink, webhook_url=settings.webhook_url, extra_updates=ALLOWED_UPDATES
         )
-        setup_dispatcher(
+        dispatcher = setup_dispatcher(
             bot_listener.dispatcher,
             client=connection,
             access=BotAccess.from_settings(BotSettings()),
             static_channels=list(settings.channels),
         )
         listeners.append(bot_listener)
+        listeners.append(MuteSweeper(dispatcher["store"]))
     from service.store import watchlist
 
     async def added_channels() -> list[str]:
@@ -92,9 +94,26 @@ async def build_listeners(
     return listeners
 
 
-async def _start_ops(
+class MuteSweeper:
+    """Brings muted subscriptions back when their mute ends (the bot's "mute 1 h" button)."""
+
+    def __init__(self, store: SubscriberStore) -> None:
+        self.store = store
+
+    async def run(self, stop: asyncio.Event) -> None:
+        from service.store.subscribers import sweep_mutes
+
+        task = asyncio.create_task(sweep_mutes(self.store))
+        await stop.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def start_ops(
     settings: Settings, connection: redis.Redis, metrics: Metrics, stack: AsyncExitStack
 ) -> None:
+    """Serve /metrics, /healthz and /readyz of this process on TGWATCH_METRICS_PORT (if set)."""
     if not settings.metrics_port:
         return
     from service.api.ops import async_readiness, ops_app, redis_ready, start_ops_server
@@ -129,7 +148,7 @@ async def run_listeners(
     )
     async with AsyncExitStack() as stack:
         stack.push_async_callback(enqueuer.close)
-        await _start_ops(settings, connection, metrics, stack)
+        await start_ops(settings, connection, metrics, stack)
         if replay is not None:
             return await _replay(settings, enqueuer, stop, replay)
         listeners = await build_listeners(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 import click
 import structlog
 from aiohttp import web
@@ -19,9 +21,21 @@ log = structlog.get_logger(__name__)
 def api_command(host: str, port: int) -> None:
     """Serve the HTTP API (/v1, OpenAPI at /v1/openapi.json) until Ctrl-C / SIGTERM."""
     from service.cli import open_root
+    from service.metrics import Metrics
+    from service.runtime import start_ops
 
     with open_root() as root:
         app = build_app(root.redis.client, root.settings.channels)
+        stack = AsyncExitStack()
+
+        async def ops_up(_app: web.Application) -> None:
+            await start_ops(root.settings, root.redis.client, Metrics(), stack)
+
+        async def ops_down(_app: web.Application) -> None:
+            await stack.aclose()
+
+        app.on_startup.append(ops_up)
+        app.on_cleanup.append(ops_down)
         log.info("api_starting", host=host, port=port)
         web.run_app(app, host=host, port=port, print=None, access_log=None)
 

@@ -7,6 +7,7 @@ serves these commands (one token allows one getUpdates consumer); do not run bot
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 
 import click
 import structlog
@@ -25,6 +26,8 @@ def bot_command() -> None:
     from service.bot.app import build_bot, build_dispatcher, run_bot
     from service.bot.settings import BotAccess, BotSettings
     from service.cli import open_root
+    from service.metrics import Metrics
+    from service.runtime import start_ops
 
     with open_root() as root:
         token = root.settings.telegram_token
@@ -35,4 +38,10 @@ def bot_command() -> None:
         dispatcher = build_dispatcher(root.redis.client, access, root.settings.channels)
         bot = build_bot(token.get_secret_value(), root.settings.telegram_api_url)
         log.info("bot_starting", allowed=len(access.allowed), admins=len(access.admins))
-        asyncio.run(run_bot(bot, dispatcher))
+
+        async def serve() -> None:
+            async with AsyncExitStack() as stack:
+                await start_ops(root.settings, root.redis.client, Metrics(), stack)
+                await run_bot(bot, dispatcher)
+
+        asyncio.run(serve())
