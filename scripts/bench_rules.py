@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 
 from service.core.morphology import lemma, lemmas
 from service.core.post import Entity, Post
+from service.core.query.document import _run_tokens, clear_run_cache, token_keys
 from service.core.query.index import RuleIndex
-from service.core.query.match import _run_tokens, clear_run_cache, token_keys
 from service.core.query.parser import Phrase, Prefix, Regex, Word, parse, terms
 from service.core.text import run_norms
 

@@ -15,8 +15,8 @@ from service.core.alerting import InMemoryMatchState, process
 from service.core.model import Alert, Enrichment, WatchedEntity
 from service.core.post import Post
 from service.core.query import parser as q
+from service.core.query.document import token_keys, word_key
 from service.core.query.index import RuleIndex, compile_query, triggers
-from service.core.query.match import token_keys, word_key
 from service.core.rules import RulesError, RuleSet, load_rules
 from service.core.text import is_cyrillic
 

@@ -16,21 +16,18 @@ from dataclasses import dataclass
 from service.core.model import Enrichment, WatchedEntity
 from service.core.post import Post
 from service.core.query import parser as q
+from service.core.query.document import MatchDocument, build_document, field_key, word_key
 from service.core.query.match import (
     AllOf,
     AnyOf,
     KeyAtom,
     Match,
-    MatchDocument,
     NotOf,
     PhraseAtom,
     PrefixAtom,
     RegexAtom,
     RuleNode,
-    build_document,
-    field_key,
     highlights,
-    word_key,
 )
 from service.core.rules import RuleSet
 from service.core.text import run_norms, tokenize

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from service.core.alerting import InMemoryMatchState, PriorState, decide, process, text_key
-from service.core.model import Highlight
+from service.core.model import Alert, Highlight
 from service.core.post import Post
 from service.core.query.match import Match
 
@@ -20,7 +20,7 @@ def post(text: str, message_id: int = 1, channel: str = "chan", edited: bool = F
     )
 
 
-def outcome(alerts: list) -> list[tuple[str, str | None, str | None, bool]]:  # type: ignore[type-arg]
+def outcome(alerts: list[Alert]) -> list[tuple[str, str | None, str | None, bool]]:
     return [(a.subscription_id, a.suppressed, a.duplicate_of, a.edited_now_matches) for a in alerts]
 
 
