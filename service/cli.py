@@ -56,6 +56,28 @@ def open_root() -> Iterator[Root]:
         handle.close()
 
 
+def _load_rules_file(root: Root) -> None:
+    """TGWATCH_RULES_FILE, if set, is imported at start (added and changed, nothing removed)."""
+    path = root.settings.rules_file
+    if path is None:
+        return
+    from service.core.rules import RulesError, load_rules
+    from service.subscriptions_file import import_ruleset
+
+    try:
+        summary = import_ruleset(root.redis.client, load_rules(path))
+    except RulesError as exc:
+        for problem in exc.problems:
+            where = f"{path}:{problem.line}" if problem.line else str(path)
+            click.echo(f"tgwatch: TGWATCH_RULES_FILE {where}: {problem.message}", err=True)
+        sys.exit(2)
+    except (OSError, ValueError) as exc:
+        click.echo(f"tgwatch: TGWATCH_RULES_FILE {path}: {exc}", err=True)
+        sys.exit(2)
+    log.info("rules_file_loaded", file=str(path), added=len(summary.added),
+             changed=len(summary.changed))  # fmt: skip
+
+
 def _worker_env(root: Root) -> dict[str, str]:
     from workers.runner import worker_env
 
@@ -216,6 +238,7 @@ def listen(sources: tuple[str, ...]) -> None:
     from service.runtime import run_listeners
 
     with open_root() as root:
+        _load_rules_file(root)
         asyncio.run(
             run_listeners(
                 root.settings, root.redis.client, root.redis.url,
@@ -243,6 +266,8 @@ def run(n_workers: int | None, demo: bool | None) -> None:
         settings = root.settings
         if demo is None:
             demo = settings.telegram_token is None and not settings.channels
+        if not demo:
+            _load_rules_file(root)
         if demo and "TGWATCH_LOG_LEVEL" not in os.environ:
             # The demo's output is its summary; per-post events would bury it.
             os.environ["TGWATCH_LOG_LEVEL"] = "warning"

@@ -200,18 +200,26 @@ def _explain_term(term: q.Term, entities: dict[str, WatchedEntity]) -> str:
 @rules.command("load")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def load(path: Path) -> None:
-    """Validate a rules file and store it in Redis: workers pick it up within ~2 s."""
-    from service.config import load_settings
-    from service.redis import connect
-    from service.rules_watch import save_ruleset
+    """Make PATH the whole rule set in Redis: workers pick it up within ~2 s.
+
+    Subscriptions the file lacks are removed; those it names keep what the file does not say
+    (owner, mode, mute from the bot or the API). `tgwatch subscriptions import` adds and
+    changes without removing.
+    """
+    from service.cli import open_root
+    from service.rules_watch import rules_version
+    from service.subscriptions_file import import_ruleset
 
     ruleset = _load_or_exit(path)
-    settings = load_settings()
-    handle = connect(settings.redis_url, settings.data_dir)
-    try:
-        version = save_ruleset(handle.client, ruleset)
-    finally:
-        handle.close()
+    with open_root() as root:
+        try:
+            summary = import_ruleset(root.redis.client, ruleset, prune=True)
+        except ValueError as exc:
+            click.echo(f"{path}: {exc}", err=True)
+            raise SystemExit(1) from None
+        version = rules_version(root.redis.client)
+    for line in summary.lines():
+        click.echo(line)
     click.echo(
         f"loaded {len(ruleset.subscriptions)} subscriptions and {len(ruleset.entities)} "
         f"entities (rules version {version})"

@@ -135,7 +135,25 @@ def test_load_stores_the_rules_in_redis(
     monkeypatch.setenv("TGWATCH_REDIS_URL", redis_url)
     result = CliRunner().invoke(rules, ["load", str(rules_file)])
     assert result.exit_code == 0, result.output
-    assert "loaded 3 subscriptions and 1 entities (rules version 1)" in result.output
     version, ruleset = load_ruleset(redis_client)
-    assert version == 1
+    assert f"loaded 3 subscriptions and 1 entities (rules version {version})" in result.output
+    assert "subscriptions: 3 added" in result.output
     assert [sub.id for sub in ruleset.subscriptions] == ["china", "lavrov", "unga"]
+
+
+def test_load_replaces_the_rule_set_but_keeps_what_the_bot_set(
+    rules_file: Path, redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.store.subscribers import StoredSubscription, SubscriberStore
+
+    monkeypatch.setenv("TGWATCH_REDIS_URL", redis_url)
+    store = SubscriberStore(redis_client)
+    store.put(StoredSubscription("unga", "#UNGA78", owner="tg:42", mode="digest"))
+    store.put(StoredSubscription("stale", "whatever", owner="tg:42"))
+    result = CliRunner().invoke(rules, ["load", str(rules_file)])
+    assert result.exit_code == 0, result.output
+    kept = {sub.id: sub for sub in store.all()}
+    assert set(kept) == {"china", "lavrov", "unga"}
+    assert kept["unga"].query != "#UNGA78"
+    assert kept["unga"].owner == "tg:42" and kept["unga"].mode == "digest"
+    assert "removed: stale" in result.output
