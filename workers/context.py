@@ -10,8 +10,9 @@ import structlog
 from redis import Redis
 from rq import Queue
 
+from service.analyzers import enricher_from_settings
 from service.config import Settings
-from service.core.enrich import Enricher, build_enricher
+from service.core.enrich import Enricher
 from service.core.query.index import RuleIndex
 from service.core.rules import RuleSet, Subscription
 from service.metrics import Metrics
@@ -84,14 +85,7 @@ class WorkerContext:
         from workers.delivery.context import deliveries_queue
 
         metrics = metrics or Metrics()
-        enricher = build_enricher(
-            settings.languages,
-            settings.taxonomy_file,
-            settings.topic_model,
-            settings.ner,
-            ner_languages=tuple(settings.ner_languages),
-            topic_mode=settings.topic_mode,
-        )
+        enricher = enricher_from_settings(settings)
         context = cls(
             settings=settings,
             redis=connection,
