@@ -110,8 +110,9 @@ def test_run_stops_cleanly_on_sigterm_and_loses_nothing(redis_url: str, tmp_path
     assert b"listeners_stopped" in out
 
 
-def test_a_bad_rules_file_stops_listen_with_its_line(env: dict[str, str], tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_a_bad_rules_file_stops_listen_with_its_line(
+    env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text("subscriptions:\n  - id: a\n    query: '(oops'\n", encoding="utf-8")
     monkeypatch.setenv("TGWATCH_RULES_FILE", str(rules))

@@ -3,14 +3,20 @@ its field keys.
 
 A post is prepared once: its visible text with ``url``/``email``/``mention`` spans blanked,
 tokens with their keys (a Cyrillic token's lemmas and its exact form as ``=form``; other tokens
-their normalized form), and field keys (``#tag``, ``$ticker``, ``@name``, ``domain:host`` for the
-host and each parent domain, ``channel:``, ``lang:``, ``topic:``, ``entity:``).
+their normalized form), field keys (``#tag``, ``$ticker``, ``@name``, ``domain:host`` for the
+host and each parent domain, ``channel:``, ``lang:``, ``topic:``, ``entity:``), and ``*prefix``
+for every rule prefix a token starts with.
+
+Building a document only computes its set of keys, which is all most candidate rules look at:
+the keys of each whitespace-separated chunk of text are cached per index (``ChunkKeys``), so a
+post costs a split, a few dictionary look-ups and a set union. Token positions and spans, which
+only phrases and highlights need, are computed on first use.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Collection, Iterable
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,8 +28,11 @@ from service.core.post import Entity, Post
 from service.core.text import TOKEN_RE, is_cyrillic, normalize, normalize_host, run_norms
 
 Span = tuple[int, int]
-# A document scans its tokens per asked key this many times, then indexes them all at once:
-# a scan costs ~1/8 of indexing, and most posts ask for the keys of one or two matches.
+_SPAN = re.Match.span
+# A prefix term's key: "*" never occurs in a word or field key.
+PREFIX_SIGIL = "*"
+# A document finds the spans of this many keys through their chunks, then indexes every token
+# at once: a scan costs ~1/10 of indexing, and most posts highlight one or two matches.
 _SCANS_BEFORE_TABLE = 8
 # Entity types whose text a rule never sees as words.
 BLANKED_ENTITIES = frozenset(("url", "email", "mention"))
@@ -60,11 +69,25 @@ def field_key(name: str, value: str) -> str:
     return f"{name}:{value}"
 
 
+def prefix_key(prefix: str) -> str:
+    """The document key of a rule prefix (``санкц`` → ``*санкц``): present when a token of the
+    post starts with it."""
+    return f"{PREFIX_SIGIL}{prefix}"
+
+
+# The common URL shape, whose host urlsplit would return as is (lower-cased): scheme, host of
+# ASCII letters, digits, dots and dashes, optional port, then a path, query, fragment or the end.
+_PLAIN_URL_RE = re.compile(r"https?://([a-z0-9.\-]+)(?::[0-9]*)?(?:[/?#]|\Z)", re.IGNORECASE)
+
+
 def host_of(url: str) -> str | None:
     """The host of a URL as Telegram shows it (the scheme may be missing), normalized."""
     candidate = url.strip()
     if "://" not in candidate:
         candidate = f"http://{candidate}"
+    plain = _PLAIN_URL_RE.match(candidate)
+    if plain is not None:
+        return normalize_host(plain.group(1))
     try:
         host = urlsplit(candidate).hostname
     except ValueError:
@@ -82,19 +105,27 @@ def domain_keys(host: str) -> list[str]:
 
 
 class MatchDocument:
-    """One post version prepared for matching; built once, tested by every candidate rule."""
+    """One post version prepared for matching; built once, tested by every candidate rule.
+
+    ``keys`` is every key the post answers to (token keys, field keys, ``*prefix`` keys). The
+    token sequence (phrases), token spans and the spans of a key (highlights) are computed on
+    first use, from the chunks of the text and their cached keys."""
 
     __slots__ = (
+        "_chunk_keys",
+        "_chunks",
+        "_distinct",
         "_highlights",
+        "_key_highlights",
         "_positions",
         "_raw",
         "_regex",
+        "_sequence",
         "_spans",
+        "_table",
         "_tokens",
         "field_spans",
         "keys",
-        "prefix_hits",
-        "runs",
         "text",
         "visible",
     )
@@ -104,69 +135,75 @@ class MatchDocument:
         text: str,
         *,
         visible: str,
-        runs: list[str],
         keys: set[str],
         field_spans: dict[str, list[Span]],
-        prefix_hits: dict[str, list[str]],
+        chunks: list[str] | None = None,
+        distinct: Collection[str] | None = None,
+        chunk_keys: ChunkKeys | None = None,
     ) -> None:
         self.text = text
         self.visible = visible  # the text with url, email and mention spans blanked
-        self.runs = runs  # its runs of letters and digits, in order
-        self._tokens: list[tuple[int, int, str, tuple[str, ...]]] | None = None
         self.keys = keys
         self.field_spans = field_spans
-        self.prefix_hits = prefix_hits
-        self._positions: dict[str, list[int]] | None = None
+        self._chunks = visible.split() if chunks is None else chunks  # in text order
+        self._distinct = set(self._chunks) if distinct is None else distinct
+        self._chunk_keys = chunk_keys or _PLAIN
+        self._sequence: list[tuple[str, ...]] | None = None
+        self._tokens: list[tuple[int, int, str, tuple[str, ...]]] | None = None
+        self._positions: dict[str, list[int]] = {}
+        self._table: dict[str, list[Span]] | None = None
         self._raw: bytes | None = None
         self._regex: dict[int, bool] = {}
         self._spans: dict[str, list[Span]] = {}
         self._highlights: dict[Span, Highlight] = {}
+        self._key_highlights: dict[str, tuple[Highlight, ...]] = {}
+
+    @property
+    def sequence(self) -> list[tuple[str, ...]]:
+        """The keys of every token, in text order (what phrases test)."""
+        if self._sequence is None:
+            self._sequence = self._chunk_keys.sequence(self._chunks)
+        return self._sequence
 
     @property
     def tokens(self) -> list[tuple[int, int, str, tuple[str, ...]]]:
         """(start, end, normalized form, keys) of every token, in text order."""
         if self._tokens is None:
-            self._tokens = _tokens(self.visible, self.runs)
+            self._tokens = self._chunk_keys.tokens(self.visible, self._chunks)
         return self._tokens
 
     def positions(self, key: str) -> list[int]:
-        """Indices of the tokens that answer to ``key``, found on first use and cached (only the
-        keys of matched rules and phrases are ever asked for)."""
-        if self._positions is None:
-            self._positions = {}
+        """Indices of the tokens that answer to ``key``, found on first use and cached."""
         found = self._positions.get(key)
         if found is None:
-            if key not in self.keys:
+            if key in self.keys:
+                found = [i for i, keys in enumerate(self.sequence) if key in keys]
+            else:
                 found = []
-            elif len(self._positions) < _SCANS_BEFORE_TABLE:
-                found = [i for i, token in enumerate(self.tokens) if key in token[3]]
-            else:  # many matched keys: index every token once instead of scanning per key
-                table: dict[str, list[int]] = {}
-                for index, token in enumerate(self.tokens):
-                    for token_key in token[3]:
-                        table.setdefault(token_key, []).append(index)
-                self._positions = table
-                found = table.get(key, [])
             self._positions[key] = found
         return found
 
     def spans_of(self, key: str) -> list[Span]:
-        """Spans of the tokens and entities answering to ``key`` (cached: rules share keys)."""
+        """Spans of the tokens and entities answering to ``key`` (a ``*prefix`` key: of the
+        tokens starting with it), cached: rules share keys. The first few keys asked for are
+        found in the chunks that have them; past those, every token is indexed once."""
         spans = self._spans.get(key)
         if spans is None:
-            tokens = self.tokens
-            spans = [(tokens[i][0], tokens[i][1]) for i in self.positions(key)]
-            spans.extend(self.field_spans.get(key, ()))
+            if key not in self.keys:
+                spans = []
+            elif self._table is None and len(self._spans) < _SCANS_BEFORE_TABLE:
+                spans = self._chunk_keys.spans(self.visible, self._distinct, key)
+                spans.extend(self.field_spans.get(key, ()))
+            else:
+                if self._table is None:
+                    self._table = _span_table(self.tokens)
+                spans = [*self._table.get(key, ()), *self.field_spans.get(key, ())]
             self._spans[key] = spans
         return spans
 
     def prefix_spans(self, prefix: str) -> list[Span]:
-        spans = self._spans.get(f"{prefix}*")
-        if spans is None:
-            norms = self.prefix_hits.get(prefix, ())
-            spans = [(t[0], t[1]) for t in self.tokens if t[2] in norms]
-            self._spans[f"{prefix}*"] = spans
-        return spans
+        """Spans of the tokens whose normalized form starts with ``prefix``."""
+        return self.spans_of(prefix_key(prefix))
 
     def highlight(self, start: int, end: int) -> Highlight:
         found = self._highlights.get((start, end))
@@ -174,6 +211,14 @@ class MatchDocument:
             found = Highlight(start, end, self.text[start:end])
             self._highlights[(start, end)] = found
         return found
+
+    def key_highlights(self, key: str) -> tuple[Highlight, ...] | None:
+        """The highlights of a rule that is the single term ``key``, once computed (many rules
+        share a word); None until ``remember_highlights`` stores them."""
+        return self._key_highlights.get(key)
+
+    def remember_highlights(self, key: str, found: tuple[Highlight, ...]) -> None:
+        self._key_highlights[key] = found
 
     def _bytes(self) -> bytes:
         if self._raw is None:
@@ -234,53 +279,140 @@ def clear_run_cache() -> None:
     _RUN_KEYS.clear()
 
 
-def _run_keys(runs: Iterable[str]) -> list[tuple[str, ...]]:
-    found = list(map(_RUN_KEYS.get, runs))
-    if None in found:
-        found = [_RUN_KEYS[run] if keys is None and _run_tokens(run) else keys
-                 for run, keys in zip(runs, found, strict=True)]  # fmt: skip
-    return found  # type: ignore[return-value]
+class ChunkKeys:
+    """The keys of whitespace-separated chunks of text (``word,`` ``(слова)``), cached: every
+    token key of the chunk's runs, and ``*prefix`` for each of ``prefixes`` a token starts with.
+
+    An index keeps one (its prefixes are its own); a post's keys are then the union of its
+    distinct chunks' cached keys. Whitespace never occurs inside a token, so the runs of the
+    chunks are exactly the runs of the text."""
+
+    def __init__(self, prefixes: Iterable[str] = (), max_size: int = RUN_CACHE_MAX) -> None:
+        self.prefixes = frozenset(prefixes)
+        self._lengths = tuple(sorted({len(prefix) for prefix in self.prefixes}))
+        self._cache: dict[str, tuple[str, ...]] = {}
+        # chunk -> its tokens with offsets, for phrases and highlights (filled when asked).
+        self._entries: dict[str, tuple[tuple[int, int, str, tuple[str, ...]], ...]] = {}
+        self._max_size = max_size
+
+    def keys(self, chunks: Collection[str]) -> set[str]:
+        """The union of the keys of ``chunks`` (distinct chunks: duplicates only cost time)."""
+        cache = self._cache
+        found = list(map(cache.get, chunks))
+        if None in found:
+            found = [self._miss(chunk) if keys is None else keys
+                     for chunk, keys in zip(chunks, found, strict=True)]  # fmt: skip
+        return set().union(*found)  # type: ignore[arg-type]
+
+    def _miss(self, chunk: str) -> tuple[str, ...]:
+        runs = TOKEN_RE.findall(chunk)
+        if len(runs) == 1 and not self._lengths:
+            _run_tokens(runs[0])
+            keys = _RUN_KEYS[runs[0]]  # the run's own tuple: no copy per chunk
+        else:
+            found: list[str] = []
+            for run in runs:
+                for norm, token_keys_ in _run_tokens(run):
+                    found.extend(token_keys_)
+                    found.extend(self._prefix_keys(norm))
+            keys = tuple(dict.fromkeys(found))
+        if len(self._cache) >= self._max_size:
+            self._cache.clear()
+        self._cache[chunk] = keys
+        return keys
+
+    def sequence(self, chunks: list[str]) -> list[tuple[str, ...]]:
+        """The keys of every token of ``chunks`` (in text order), one tuple per token."""
+        entries = self._entries
+        found = list(map(entries.get, chunks))
+        if None in found:
+            found = [self._runs(chunk) if entry is None else entry
+                     for chunk, entry in zip(chunks, found, strict=True)]  # fmt: skip
+        return [token[3] for entry in found for token in entry]  # type: ignore[union-attr]
+
+    def spans(self, text: str, chunks: Iterable[str], key: str) -> list[Span]:
+        """Spans in ``text`` (whose distinct chunks these are) of the tokens answering to
+        ``key``, found through the chunks whose keys have it: cheaper than indexing every token
+        of the text when a post has only a few matches to highlight."""
+        found: list[Span] = []
+        cache = self._cache
+        for chunk in chunks:
+            keys = cache.get(chunk)
+            if key not in (self._miss(chunk) if keys is None else keys):
+                continue
+            runs = [(start, end) for start, end, _norm, keys_ in self._runs(chunk) if key in keys_]
+            for at in _occurrences(text, chunk):
+                found.extend((at + start, at + end) for start, end in runs)
+        found.sort()
+        return found
+
+    def tokens(self, text: str, chunks: list[str]) -> list[tuple[int, int, str, tuple[str, ...]]]:
+        """(start, end, norm, keys) of every token of ``text``, whose chunks these are, in order
+        (a token's keys include its ``*prefix`` keys)."""
+        tokens: list[tuple[int, int, str, tuple[str, ...]]] = []
+        at = 0
+        for chunk in chunks:
+            at = text.find(chunk, at)  # only whitespace lies between the previous chunk and it
+            tokens.extend((at + start, at + end, norm, keys)
+                          for start, end, norm, keys in self._runs(chunk))  # fmt: skip
+            at += len(chunk)
+        return tokens
+
+    def _runs(self, chunk: str) -> tuple[tuple[int, int, str, tuple[str, ...]], ...]:
+        """(start, end, norm, keys) of the tokens of ``chunk``, offsets within it; a token's
+        keys include the ``*prefix`` keys of the prefixes it starts with."""
+        entry = self._entries.get(chunk)
+        if entry is None:
+            entry = tuple(
+                (start, end, norm, (*keys, *self._prefix_keys(norm)) if self._lengths else keys)
+                for start, end in map(_SPAN, TOKEN_RE.finditer(chunk))
+                for norm, keys in _run_tokens(chunk[start:end])
+            )
+            if len(self._entries) >= self._max_size:
+                self._entries.clear()
+            self._entries[chunk] = entry
+        return entry
+
+    def _prefix_keys(self, norm: str) -> list[str]:
+        prefixes = self.prefixes
+        return [prefix_key(norm[:length]) for length in self._lengths
+                if length <= len(norm) and norm[:length] in prefixes]  # fmt: skip
 
 
-_SPAN = re.Match.span
+_PLAIN = ChunkKeys()  # documents built without an index: no prefixes
 
 
-def _tokens(visible: str, runs: list[str]) -> list[tuple[int, int, str, tuple[str, ...]]]:
-    """Tokens with spans; ``runs`` are ``TOKEN_RE.findall(visible)`` (whose entries are cached).
+def _occurrences(text: str, chunk: str) -> list[int]:
+    """Where ``chunk`` occurs in ``text`` as a whole chunk (whitespace or an end either side)."""
+    found = []
+    size = len(chunk)
+    at = text.find(chunk)
+    while at >= 0:
+        end = at + size
+        if (at == 0 or text[at - 1].isspace()) and (end == len(text) or text[end].isspace()):
+            found.append(at)
+        at = text.find(chunk, at + 1)
+    return found
 
-    Spans come from ``finditer`` mapped in C; a run normalization splits into several tokens
-    (rare: a ligature or a compatibility character) gives them all the run's span."""
-    spans = list(map(_SPAN, TOKEN_RE.finditer(visible)))
-    entries = list(map(_RUN_TOKENS.get, runs))
-    if all(entry is not None and len(entry) == 1 for entry in entries):
-        return [(s, e, entry[0][0], entry[0][1])  # type: ignore[index]
-                for (s, e), entry in zip(spans, entries, strict=True)]  # fmt: skip
-    tokens = []
-    for (start, end), run in zip(spans, runs, strict=True):
-        for norm, keys in _run_tokens(run):
-            tokens.append((start, end, norm, keys))
-    return tokens
+
+def _span_table(tokens: list[tuple[int, int, str, tuple[str, ...]]]) -> dict[str, list[Span]]:
+    table: dict[str, list[Span]] = {}
+    for start, end, _norm, keys in tokens:
+        for key in keys:
+            table.setdefault(key, []).append((start, end))
+    return table
 
 
 def build_document(
-    post: Post,
-    enrichment: Enrichment | None = None,
-    prefixes_of: Callable[[str], tuple[tuple[str, str], ...]] | None = None,
+    post: Post, enrichment: Enrichment | None = None, chunk_keys: ChunkKeys | None = None
 ) -> MatchDocument:
-    """Prepare ``post`` for matching. ``prefixes_of(run)`` names the rule prefixes the tokens of
-    a run of letters start with, as (prefix, token) pairs (the index supplies it; without it no
-    prefix term can match)."""
-    visible = _blank(post.text, post.entities)
-    runs = TOKEN_RE.findall(visible)
-    distinct = list(set(runs))
-    # Only the distinct runs matter for the keys; token positions are built on first use
-    # (phrases, highlights), which most candidate rules never need.
-    keys: set[str] = set().union(*_run_keys(distinct))
-    prefix_hits: dict[str, list[str]] = {}  # rule prefix -> the token forms starting with it
-    if prefixes_of is not None:
-        for hits in map(prefixes_of, distinct):
-            for prefix, norm in hits:
-                prefix_hits.setdefault(prefix, []).append(norm)
+    """Prepare ``post`` for matching. ``chunk_keys`` is the index's key cache, which knows the
+    rule prefixes (without it no prefix term can match)."""
+    visible = _blank(post.text, post.entities) if post.entities else post.text
+    chunk_keys = chunk_keys or _PLAIN
+    chunks = visible.split()
+    distinct = set(chunks)
+    keys = chunk_keys.keys(distinct)
     field_spans: dict[str, list[Span]] = {}
     for entity in post.entities:
         span = (entity.offset, entity.end)
@@ -310,8 +442,9 @@ def build_document(
     return MatchDocument(
         post.text,
         visible=visible,
-        runs=runs,
         keys=keys,
         field_spans=field_spans,
-        prefix_hits=prefix_hits,
+        chunks=chunks,
+        distinct=distinct,
+        chunk_keys=chunk_keys,
     )

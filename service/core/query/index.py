@@ -12,11 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from service.core.model import Enrichment, WatchedEntity
 from service.core.post import Post
 from service.core.query import parser as q
-from service.core.query.document import MatchDocument, build_document, field_key, word_key
+from service.core.query.document import (
+    ChunkKeys,
+    MatchDocument,
+    build_document,
+    field_key,
+    prefix_key,
+    word_key,
+)
 from service.core.query.match import (
     AllOf,
     AnyOf,
@@ -27,15 +35,16 @@ from service.core.query.match import (
     PrefixAtom,
     RegexAtom,
     RuleNode,
-    highlights,
 )
+from service.core.query.plan import Conditions, conditions
 from service.core.rules import RuleSet
-from service.core.text import run_norms, tokenize
+from service.core.text import tokenize
 
 # A trigger: ("k", key) for a document key, ("p", prefix) for a token prefix.
 Trigger = tuple[str, str]
-# Prefix hits are cached per token form and index; cleared past this size to bound memory.
-_PREFIX_CACHE_MAX = 200_000
+# Compiled queries kept per process (query text -> node, triggers, conditions); cleared when full.
+COMPILED_CACHE_MAX = 300_000
+_COMPILED: dict[str, tuple[RuleNode, frozenset[Trigger] | None, Conditions]] = {}
 # How likely a field key is to be in a post, relative to a word (lower wakes fewer rules):
 # every post has a language, many a topic; a channel or a hashtag narrows a lot.
 _FIELD_COST = {"lang:": 8.0, "topic:": 4.0, "channel:": 0.5, "entity:": 1.0, "domain:": 1.0}
@@ -47,6 +56,7 @@ class CompiledRule:
     query: str
     node: RuleNode
     triggers: frozenset[Trigger] | None
+    conditions: Conditions | None = None  # computed from ``node`` when not given
 
 
 def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNode:
@@ -78,6 +88,13 @@ def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNo
     return KeyAtom(field_key(tree.name, tree.value))
 
 
+def trigger_key(trigger: Trigger) -> str:
+    """The document key a trigger stands for (a prefix's is ``*prefix``)."""
+    kind, value = trigger
+    return prefix_key(value) if kind == "p" else value
+
+
+@lru_cache(maxsize=200_000)
 def _cost(trigger: Trigger) -> float:
     kind, value = trigger
     if kind == "p":
@@ -116,6 +133,14 @@ def triggers(node: RuleNode) -> frozenset[Trigger] | None:
     return None  # NotOf, RegexAtom: hold without any key of the post
 
 
+# What a trigger key's rules need, checked in this order: numbers of the rules that hold once the
+# key is there; (number, keys) of rules that need these other keys too; (number, conditions) of
+# the rest.
+Plan = tuple[
+    tuple[int, ...], tuple[tuple[int, frozenset[str]], ...], tuple[tuple[int, Conditions], ...]
+]
+
+
 class RuleIndex:
     """All subscriptions compiled into one index. Build once per rule-set version, then
     ``match(post, enrichment)`` for every post version."""
@@ -123,21 +148,38 @@ class RuleIndex:
     def __init__(self, rules: Sequence[CompiledRule], version: str = "") -> None:
         self.rules = tuple(rules)
         self.version = version
-        self._by_key: dict[str, list[int]] = {}
-        self._by_prefix: dict[str, list[int]] = {}
         self.always: list[int] = []
+        self._conditions: dict[int, Conditions] = {}  # of the ``always`` rules
+        sure: dict[str, list[int]] = {}
+        required: dict[str, list[tuple[int, frozenset[str]]]] = {}
+        general: dict[str, list[tuple[int, Conditions]]] = {}
         prefixes: set[str] = set()
         for number, rule in enumerate(self.rules):
-            prefixes.update(_prefixes(rule.node))
+            if "*" in rule.query:  # a prefix term needs one; most queries have none
+                prefixes.update(_prefixes(rule.node))
+            flat = rule.conditions or conditions(rule.node)
             if rule.triggers is None:
                 self.always.append(number)
+                self._conditions[number] = flat
                 continue
-            for kind, value in rule.triggers:
-                table = self._by_key if kind == "k" else self._by_prefix
-                table.setdefault(value, []).append(number)
-        self._prefixes = frozenset(prefixes)
-        self._prefix_lengths = tuple(sorted({len(prefix) for prefix in prefixes}))
-        self._prefix_cache: dict[str, tuple[tuple[str, str], ...]] = {}
+            for trigger in rule.triggers:
+                key = trigger_key(trigger)
+                given = flat.given(key)
+                if not given.required and given.only_required:
+                    sure.setdefault(key, []).append(number)
+                elif given.only_required:
+                    required.setdefault(key, []).append((number, given.required))
+                else:
+                    general.setdefault(key, []).append((number, given))
+        self._plan: dict[str, Plan] = {}
+        for key in sure.keys() | required.keys() | general.keys():
+            plan = (
+                tuple(sure.get(key, ())),
+                tuple(required.get(key, ())),
+                tuple(general.get(key, ())),
+            )
+            self._plan[key] = plan
+        self._chunk_keys = ChunkKeys(prefixes)
 
     @classmethod
     def build(cls, ruleset: RuleSet) -> RuleIndex:
@@ -152,57 +194,69 @@ class RuleIndex:
         entities: Iterable[WatchedEntity] = (),
         version: str = "",
     ) -> RuleIndex:
-        """Compile ``(subscription_id, query)`` pairs; raises QueryError on a bad query."""
+        """Compile ``(subscription_id, query)`` pairs; raises QueryError on a bad query.
+
+        A query without ``entity:`` compiles the same in every index, so its compiled form is
+        kept per process: recompiling a rule set after a change only compiles what changed."""
         entity_map = {entity.id: entity for entity in entities}
         rules = []
         for subscription_id, query in queries:
-            node = compile_query(q.parse(query), entity_map)
-            rules.append(CompiledRule(subscription_id, query, node, triggers(node)))
+            compiled = _COMPILED.get(query)
+            if compiled is None:
+                node = compile_query(q.parse(query), entity_map)
+                compiled = (node, triggers(node), conditions(node))
+                if "entity:" not in query:
+                    if len(_COMPILED) >= COMPILED_CACHE_MAX:
+                        _COMPILED.clear()
+                    _COMPILED[query] = compiled
+            rules.append(CompiledRule(subscription_id, query, *compiled))
         return cls(rules, version)
 
     def __len__(self) -> int:
         return len(self.rules)
 
-    def _prefixes_of(self, run: str) -> tuple[tuple[str, str], ...]:
-        """(rule prefix, token) for every token of ``run`` that starts with a rule prefix."""
-        hits = self._prefix_cache.get(run)
-        if hits is None:
-            hits = tuple(
-                (norm[:length], norm)
-                for norm in run_norms(run)
-                for length in self._prefix_lengths
-                if length <= len(norm) and norm[:length] in self._prefixes
-            )
-            if len(self._prefix_cache) >= _PREFIX_CACHE_MAX:
-                self._prefix_cache.clear()
-            self._prefix_cache[run] = hits
-        return hits
-
     def document(self, post: Post, enrichment: Enrichment | None = None) -> MatchDocument:
-        """The post prepared for this index (rule prefixes looked up per distinct run)."""
-        return build_document(post, enrichment, self._prefixes_of if self._prefixes else None)
+        """The post prepared for this index (its keys of rule prefixes included)."""
+        return build_document(post, enrichment, self._chunk_keys)
 
     def candidates(self, doc: MatchDocument) -> list[int]:
         """Numbers of the rules a document wakes (in rule order), ``always`` rules included."""
         found: set[int] = set(self.always)
-        by_key = self._by_key
-        for key in by_key.keys() & doc.keys:
-            found.update(by_key[key])
-        by_prefix = self._by_prefix
-        for prefix in doc.prefix_hits:
-            numbers = by_prefix.get(prefix)
-            if numbers:
-                found.update(numbers)
+        plan = self._plan
+        for key in plan.keys() & doc.keys:
+            sure, required, general = plan[key]
+            found.update(sure)
+            found.update(number for number, _ in required)
+            found.update(number for number, _ in general)
+        return sorted(found)
+
+    def matching(self, doc: MatchDocument) -> list[int]:
+        """Numbers of the rules that hold for a document, in rule order."""
+        keys = doc.keys
+        plan = self._plan
+        found: set[int] = set()
+        add = found.add
+        for key in plan.keys() & keys:
+            sure, required, general = plan[key]
+            found.update(sure)
+            for number, needed in required:
+                if needed <= keys:
+                    add(number)
+            for number, flat in general:
+                if flat.holds(doc):
+                    add(number)
+        for number in self.always:
+            if self._conditions[number].holds(doc):
+                add(number)
         return sorted(found)
 
     def match_document(self, doc: MatchDocument) -> list[Match]:
+        """The matches of a document; their highlights are computed when first read."""
         rules = self.rules
-        matches = []
-        for number in self.candidates(doc):
-            node = rules[number].node
-            if node.test(doc):
-                matches.append(Match(rules[number].subscription_id, highlights(node, doc)))
-        return matches
+        return [
+            Match(rules[number].subscription_id, node=rules[number].node, doc=doc)
+            for number in self.matching(doc)
+        ]
 
     def match(self, post: Post, enrichment: Enrichment | None = None) -> list[Match]:
         """Every subscription whose query holds for this post version, with highlights."""

@@ -1,13 +1,13 @@
 """Match one post against compiled rules: rule nodes that test a MatchDocument, and highlights.
 
 Rule nodes test themselves against a post's document (``document.py``); the index evaluates only
-the candidate rules a post's keys wake, and a rule that holds yields a Match with the spans of
-its positive terms.
+the candidate rules a post's keys wake (most of them as flat key conditions, ``plan.py``), and a
+rule that holds yields a Match whose highlights, the spans of its positive terms, are computed
+on first access.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from service import constants
@@ -17,6 +17,7 @@ from service.core.query.document import (
     Span,
     build_document,
     field_key,
+    prefix_key,
     token_keys,
     word_key,
 )
@@ -71,13 +72,16 @@ class KeyAtom(RuleNode):
 
 
 class PrefixAtom(RuleNode):
-    __slots__ = ("prefix",)
+    """``word*``: the document has the key ``*word`` when one of its tokens starts with it."""
+
+    __slots__ = ("key", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self.key = prefix_key(prefix)
 
     def test(self, doc: MatchDocument) -> bool:
-        return self.prefix in doc.prefix_hits
+        return self.key in doc.keys
 
     def spans(self, doc: MatchDocument) -> list[Span]:
         return doc.prefix_spans(self.prefix)
@@ -95,12 +99,12 @@ class PhraseAtom(RuleNode):
         keys = self.keys
         if any(key not in doc.keys for key in keys):
             return []
-        tokens = doc.tokens
+        sequence = doc.sequence
         found: list[int] = []
         for start in doc.positions(keys[0]):
-            if start + len(keys) > len(tokens):
+            if start + len(keys) > len(sequence):
                 break
-            if all(keys[i] in tokens[start + i][3] for i in range(1, len(keys))):
+            if all(keys[i] in sequence[start + i] for i in range(1, len(keys))):
                 found.append(start)
                 if first_only:
                     break
@@ -174,16 +178,61 @@ class NotOf(RuleNode):
 # --- results ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
 class Match:
-    """A subscription whose query holds for a post, with the spans of its matched terms."""
+    """A subscription whose query holds for a post, with the spans of its matched terms.
 
-    subscription_id: str
-    highlights: tuple[Highlight, ...] = ()
+    ``Match(id, highlights)`` carries its highlights; the index builds ``Match(id, node=rule,
+    doc=document)``, whose highlights are computed on first access and then kept (the rule and
+    document are let go), so the matches nobody looks at cost no highlights. Treat as immutable.
+    """
+
+    __slots__ = ("_doc", "_highlights", "_node", "subscription_id")
+
+    def __init__(
+        self,
+        subscription_id: str,
+        highlights: tuple[Highlight, ...] = (),
+        *,
+        node: RuleNode | None = None,
+        doc: MatchDocument | None = None,
+    ) -> None:
+        self.subscription_id = subscription_id
+        self._highlights = highlights
+        self._node = node if doc is not None else None
+        self._doc = doc
+
+    @property
+    def highlights(self) -> tuple[Highlight, ...]:
+        node, doc = self._node, self._doc
+        if node is not None and doc is not None:
+            self._highlights = highlights(node, doc)
+            self._node = self._doc = None
+        return self._highlights
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Match):
+            return NotImplemented
+        return (self.subscription_id, self.highlights) == (other.subscription_id, other.highlights)
+
+    def __hash__(self) -> int:
+        return hash((self.subscription_id, self.highlights))
+
+    def __repr__(self) -> str:
+        return f"Match(subscription_id={self.subscription_id!r}, highlights={self.highlights!r})"
 
 
 def highlights(node: RuleNode, doc: MatchDocument) -> tuple[Highlight, ...]:
     """The spans of the positive terms that made ``node`` (which holds) true, in text order."""
+    if isinstance(node, KeyAtom):  # a single word: rules share them, so kept per document
+        found = doc.key_highlights(node.key)
+        if found is None:
+            found = _highlights(node, doc)
+            doc.remember_highlights(node.key, found)
+        return found
+    return _highlights(node, doc)
+
+
+def _highlights(node: RuleNode, doc: MatchDocument) -> tuple[Highlight, ...]:
     if isinstance(node, KeyAtom):  # the commonest rule, a single word: no merging needed
         found = doc.spans_of(node.key)
         if len(found) <= 1:
