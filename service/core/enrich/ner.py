@@ -93,7 +93,7 @@ class Gazetteer:
 
     @classmethod
     def load_default(cls) -> Gazetteer:
-        text = resources.files("service.data").joinpath("ner_en.yaml").read_text("utf-8")
+        text = resources.files("service").joinpath("data", "ner_en.yaml").read_text("utf-8")
         data = yaml.safe_load(text)
 
         def entries(key: str) -> frozenset[str]:

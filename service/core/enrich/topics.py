@@ -150,7 +150,7 @@ def load_taxonomy(path: Path | str | None = None) -> Taxonomy:
     """Load a taxonomy file, or the default one shipped in the package when ``path`` is None."""
     if path is None:
         source = "topics.yaml (default)"
-        text = resources.files("service.data").joinpath("topics.yaml").read_text("utf-8")
+        text = resources.files("service").joinpath("data", "topics.yaml").read_text("utf-8")
     else:
         source = str(path)
         try:
