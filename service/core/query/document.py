@@ -23,17 +23,39 @@ from urllib.parse import urlsplit
 
 from service import constants
 from service.core.model import Enrichment, Highlight
-from service.core.morphology import lemma, lemmas
+from service.core.morphology import lemma
 from service.core.post import Entity, Post
-from service.core.text import TOKEN_RE, is_cyrillic, normalize, normalize_host, run_norms
+from service.core.query.chunks import (
+    _PLAIN,
+    PREFIX_SIGIL,
+    ChunkKeys,
+    Span,
+    _run_tokens,
+    clear_run_cache,
+    prefix_key,
+    token_keys,
+)
+from service.core.text import is_cyrillic, normalize, normalize_host
 
-Span = tuple[int, int]
-_SPAN = re.Match.span
-# A prefix term's key: "*" never occurs in a word or field key.
-PREFIX_SIGIL = "*"
-# A document finds the spans of this many keys through their chunks, then indexes every token
-# at once: a scan costs ~1/10 of indexing, and most posts highlight one or two matches.
-_SCANS_BEFORE_TABLE = 8
+__all__ = [
+    "PREFIX_SIGIL",
+    "ChunkKeys",
+    "MatchDocument",
+    "Span",
+    "_run_tokens",
+    "build_document",
+    "clear_run_cache",
+    "domain_keys",
+    "field_key",
+    "host_of",
+    "prefix_key",
+    "token_keys",
+    "word_key",
+]
+
+# A document finds the spans of this many keys by scanning its chunks, then maps every key to
+# its chunks at once: a scan costs ~1/3 of the map, and most posts highlight one or two matches.
+_SCANS_BEFORE_MAP = 3
 # Entity types whose text a rule never sees as words.
 BLANKED_ENTITIES = frozenset(("url", "email", "mention"))
 _SIGIL_KEYS = {"hashtag": "#", "cashtag": "$", "mention": "@"}
@@ -42,20 +64,13 @@ _SIGIL_KEYS = {"hashtag": "#", "cashtag": "$", "mention": "@"}
 # --- keys -------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=200_000)
 def word_key(norm: str, exact: bool = False) -> str:
     """The index key of a query word: a Cyrillic word's primary lemma, or ``=form`` when exact;
     any other word its normalized form (which is already exact)."""
     if not is_cyrillic(norm):
         return norm
     return f"={norm}" if exact else lemma(norm)
-
-
-@lru_cache(maxsize=200_000)
-def token_keys(norm: str) -> tuple[str, ...]:
-    """The keys a text token answers to: every lemma plus ``=form`` for Cyrillic, else itself."""
-    if not is_cyrillic(norm):
-        return (norm,)
-    return (*sorted(lemmas(norm)), f"={norm}")
 
 
 def field_key(name: str, value: str) -> str:
@@ -67,12 +82,6 @@ def field_key(name: str, value: str) -> str:
     if name == "mention":
         return f"@{value}"
     return f"{name}:{value}"
-
-
-def prefix_key(prefix: str) -> str:
-    """The document key of a rule prefix (``санкц`` → ``*санкц``): present when a token of the
-    post starts with it."""
-    return f"{PREFIX_SIGIL}{prefix}"
 
 
 # The common URL shape, whose host urlsplit would return as is (lower-cased): scheme, host of
@@ -112,6 +121,7 @@ class MatchDocument:
     first use, from the chunks of the text and their cached keys."""
 
     __slots__ = (
+        "_by_key",
         "_chunk_keys",
         "_chunks",
         "_distinct",
@@ -122,7 +132,6 @@ class MatchDocument:
         "_regex",
         "_sequence",
         "_spans",
-        "_table",
         "_tokens",
         "field_spans",
         "keys",
@@ -151,7 +160,7 @@ class MatchDocument:
         self._sequence: list[tuple[str, ...]] | None = None
         self._tokens: list[tuple[int, int, str, tuple[str, ...]]] | None = None
         self._positions: dict[str, list[int]] = {}
-        self._table: dict[str, list[Span]] | None = None
+        self._by_key: dict[str, list[str]] | None = None
         self._raw: bytes | None = None
         self._regex: dict[int, bool] = {}
         self._spans: dict[str, list[Span]] = {}
@@ -185,19 +194,24 @@ class MatchDocument:
 
     def spans_of(self, key: str) -> list[Span]:
         """Spans of the tokens and entities answering to ``key`` (a ``*prefix`` key: of the
-        tokens starting with it), cached: rules share keys. The first few keys asked for are
-        found in the chunks that have them; past those, every token is indexed once."""
+        tokens starting with it), cached: rules share keys. Found through the chunks of the text
+        that have the key: scanning them for the first few keys asked, then from a map of key
+        to chunks built once."""
         spans = self._spans.get(key)
         if spans is None:
             if key not in self.keys:
                 spans = []
-            elif self._table is None and len(self._spans) < _SCANS_BEFORE_TABLE:
-                spans = self._chunk_keys.spans(self.visible, self._distinct, key)
-                spans.extend(self.field_spans.get(key, ()))
             else:
-                if self._table is None:
-                    self._table = _span_table(self.tokens)
-                spans = [*self._table.get(key, ()), *self.field_spans.get(key, ())]
+                chunks: Iterable[str]
+                if self._by_key is not None:
+                    chunks = self._by_key.get(key, ())
+                elif len(self._spans) < _SCANS_BEFORE_MAP:
+                    chunks = self._distinct
+                else:
+                    self._by_key = self._chunk_keys.chunks_by_key(self._distinct)
+                    chunks = self._by_key.get(key, ())
+                spans = self._chunk_keys.spans(self.visible, chunks, key)
+                spans.extend(self.field_spans.get(key, ()))
             self._spans[key] = spans
         return spans
 
@@ -253,154 +267,6 @@ def _blank(text: str, entities: Iterable[Entity]) -> str:
             if start < end:
                 text = f"{text[:start]}{' ' * (end - start)}{text[end:]}"
     return text
-
-
-# Per run of letters as it appears in text: its (token, keys) pairs, and all its keys. Plain
-# dicts rather than lru_cache: the hot loop looks runs up with map(dict.get), at C speed. Cleared
-# when full, which a worker meets rarely (a language has far fewer frequent forms than this).
-RUN_CACHE_MAX = 300_000
-_RUN_TOKENS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
-_RUN_KEYS: dict[str, tuple[str, ...]] = {}
-
-
-def _run_tokens(run: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    found = _RUN_TOKENS.get(run)
-    if found is None:
-        found = tuple((norm, token_keys(norm)) for norm in run_norms(run))
-        if len(_RUN_TOKENS) >= RUN_CACHE_MAX:
-            clear_run_cache()
-        _RUN_TOKENS[run] = found
-        _RUN_KEYS[run] = tuple(key for _norm, keys in found for key in keys)
-    return found
-
-
-def clear_run_cache() -> None:
-    _RUN_TOKENS.clear()
-    _RUN_KEYS.clear()
-
-
-class ChunkKeys:
-    """The keys of whitespace-separated chunks of text (``word,`` ``(слова)``), cached: every
-    token key of the chunk's runs, and ``*prefix`` for each of ``prefixes`` a token starts with.
-
-    An index keeps one (its prefixes are its own); a post's keys are then the union of its
-    distinct chunks' cached keys. Whitespace never occurs inside a token, so the runs of the
-    chunks are exactly the runs of the text."""
-
-    def __init__(self, prefixes: Iterable[str] = (), max_size: int = RUN_CACHE_MAX) -> None:
-        self.prefixes = frozenset(prefixes)
-        self._lengths = tuple(sorted({len(prefix) for prefix in self.prefixes}))
-        self._cache: dict[str, tuple[str, ...]] = {}
-        # chunk -> its tokens with offsets, for phrases and highlights (filled when asked).
-        self._entries: dict[str, tuple[tuple[int, int, str, tuple[str, ...]], ...]] = {}
-        self._max_size = max_size
-
-    def keys(self, chunks: Collection[str]) -> set[str]:
-        """The union of the keys of ``chunks`` (distinct chunks: duplicates only cost time)."""
-        cache = self._cache
-        found = list(map(cache.get, chunks))
-        if None in found:
-            found = [self._miss(chunk) if keys is None else keys
-                     for chunk, keys in zip(chunks, found, strict=True)]  # fmt: skip
-        return set().union(*found)  # type: ignore[arg-type]
-
-    def _miss(self, chunk: str) -> tuple[str, ...]:
-        runs = TOKEN_RE.findall(chunk)
-        if len(runs) == 1 and not self._lengths:
-            _run_tokens(runs[0])
-            keys = _RUN_KEYS[runs[0]]  # the run's own tuple: no copy per chunk
-        else:
-            found: list[str] = []
-            for run in runs:
-                for norm, token_keys_ in _run_tokens(run):
-                    found.extend(token_keys_)
-                    found.extend(self._prefix_keys(norm))
-            keys = tuple(dict.fromkeys(found))
-        if len(self._cache) >= self._max_size:
-            self._cache.clear()
-        self._cache[chunk] = keys
-        return keys
-
-    def sequence(self, chunks: list[str]) -> list[tuple[str, ...]]:
-        """The keys of every token of ``chunks`` (in text order), one tuple per token."""
-        entries = self._entries
-        found = list(map(entries.get, chunks))
-        if None in found:
-            found = [self._runs(chunk) if entry is None else entry
-                     for chunk, entry in zip(chunks, found, strict=True)]  # fmt: skip
-        return [token[3] for entry in found for token in entry]  # type: ignore[union-attr]
-
-    def spans(self, text: str, chunks: Iterable[str], key: str) -> list[Span]:
-        """Spans in ``text`` (whose distinct chunks these are) of the tokens answering to
-        ``key``, found through the chunks whose keys have it: cheaper than indexing every token
-        of the text when a post has only a few matches to highlight."""
-        found: list[Span] = []
-        cache = self._cache
-        for chunk in chunks:
-            keys = cache.get(chunk)
-            if key not in (self._miss(chunk) if keys is None else keys):
-                continue
-            runs = [(start, end) for start, end, _norm, keys_ in self._runs(chunk) if key in keys_]
-            for at in _occurrences(text, chunk):
-                found.extend((at + start, at + end) for start, end in runs)
-        found.sort()
-        return found
-
-    def tokens(self, text: str, chunks: list[str]) -> list[tuple[int, int, str, tuple[str, ...]]]:
-        """(start, end, norm, keys) of every token of ``text``, whose chunks these are, in order
-        (a token's keys include its ``*prefix`` keys)."""
-        tokens: list[tuple[int, int, str, tuple[str, ...]]] = []
-        at = 0
-        for chunk in chunks:
-            at = text.find(chunk, at)  # only whitespace lies between the previous chunk and it
-            tokens.extend((at + start, at + end, norm, keys)
-                          for start, end, norm, keys in self._runs(chunk))  # fmt: skip
-            at += len(chunk)
-        return tokens
-
-    def _runs(self, chunk: str) -> tuple[tuple[int, int, str, tuple[str, ...]], ...]:
-        """(start, end, norm, keys) of the tokens of ``chunk``, offsets within it; a token's
-        keys include the ``*prefix`` keys of the prefixes it starts with."""
-        entry = self._entries.get(chunk)
-        if entry is None:
-            entry = tuple(
-                (start, end, norm, (*keys, *self._prefix_keys(norm)) if self._lengths else keys)
-                for start, end in map(_SPAN, TOKEN_RE.finditer(chunk))
-                for norm, keys in _run_tokens(chunk[start:end])
-            )
-            if len(self._entries) >= self._max_size:
-                self._entries.clear()
-            self._entries[chunk] = entry
-        return entry
-
-    def _prefix_keys(self, norm: str) -> list[str]:
-        prefixes = self.prefixes
-        return [prefix_key(norm[:length]) for length in self._lengths
-                if length <= len(norm) and norm[:length] in prefixes]  # fmt: skip
-
-
-_PLAIN = ChunkKeys()  # documents built without an index: no prefixes
-
-
-def _occurrences(text: str, chunk: str) -> list[int]:
-    """Where ``chunk`` occurs in ``text`` as a whole chunk (whitespace or an end either side)."""
-    found = []
-    size = len(chunk)
-    at = text.find(chunk)
-    while at >= 0:
-        end = at + size
-        if (at == 0 or text[at - 1].isspace()) and (end == len(text) or text[end].isspace()):
-            found.append(at)
-        at = text.find(chunk, at + 1)
-    return found
-
-
-def _span_table(tokens: list[tuple[int, int, str, tuple[str, ...]]]) -> dict[str, list[Span]]:
-    table: dict[str, list[Span]] = {}
-    for start, end, _norm, keys in tokens:
-        for key in keys:
-            table.setdefault(key, []).append((start, end))
-    return table
 
 
 def build_document(

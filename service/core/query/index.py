@@ -6,11 +6,19 @@ index maps every trigger to the rules it wakes, so a post only evaluates the rul
 tokens or fields names, and its cost grows with its length and its matches, not with the number
 of rules. A query that can hold without any positive term (``NOT x``, a lone regex) has no
 triggers and is evaluated for every post: such rules are listed in ``always``.
+
+A woken rule is checked through its flat conditions (``plan.py``): per trigger key the index
+lists the rules that hold as soon as the key is there (a word, an OR of words), those that need
+a few more keys (a subset test), and the rest. Matches come back without highlights, which are
+computed when first read. Compiled queries are kept per process, so a recompile after a change
+compiles only the new queries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import gc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -36,7 +44,7 @@ from service.core.query.match import (
     RegexAtom,
     RuleNode,
 )
-from service.core.query.plan import Conditions, conditions
+from service.core.query.plan import Conditions, conditions, highlight_node
 from service.core.rules import RuleSet
 from service.core.text import tokenize
 
@@ -44,7 +52,7 @@ from service.core.text import tokenize
 Trigger = tuple[str, str]
 # Compiled queries kept per process (query text -> node, triggers, conditions); cleared when full.
 COMPILED_CACHE_MAX = 300_000
-_COMPILED: dict[str, tuple[RuleNode, frozenset[Trigger] | None, Conditions]] = {}
+_COMPILED: dict[str, tuple[RuleNode, frozenset[Trigger] | None, Conditions, RuleNode]] = {}
 # How likely a field key is to be in a post, relative to a word (lower wakes fewer rules):
 # every post has a language, many a topic; a channel or a hashtag narrows a lot.
 _FIELD_COST = {"lang:": 8.0, "topic:": 4.0, "channel:": 0.5, "entity:": 1.0, "domain:": 1.0}
@@ -57,6 +65,11 @@ class CompiledRule:
     node: RuleNode
     triggers: frozenset[Trigger] | None
     conditions: Conditions | None = None  # computed from ``node`` when not given
+    highlight: RuleNode | None = None  # what the highlights come from (``node`` when not given)
+
+
+# Rules share their words: one KeyAtom per key (nodes are immutable), fewer objects to keep.
+_key_atom = lru_cache(maxsize=300_000)(KeyAtom)
 
 
 def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNode:
@@ -68,7 +81,7 @@ def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNo
     if isinstance(tree, q.Not):
         return NotOf(compile_query(tree.child, entities))
     if isinstance(tree, q.Word):
-        return KeyAtom(word_key(tree.norm, tree.exact))
+        return _key_atom(word_key(tree.norm, tree.exact))
     if isinstance(tree, q.Prefix):
         return PrefixAtom(tree.norm)
     if isinstance(tree, q.Phrase):
@@ -85,7 +98,7 @@ def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNo
             elif words:
                 options.append(PhraseAtom(words))
         return AnyOf(tuple(options))
-    return KeyAtom(field_key(tree.name, tree.value))
+    return _key_atom(field_key(tree.name, tree.value))
 
 
 def trigger_key(trigger: Trigger) -> str:
@@ -137,7 +150,7 @@ def triggers(node: RuleNode) -> frozenset[Trigger] | None:
 # key is there; (number, keys) of rules that need these other keys too; (number, conditions) of
 # the rest.
 Plan = tuple[
-    tuple[int, ...], tuple[tuple[int, frozenset[str]], ...], tuple[tuple[int, Conditions], ...]
+    tuple[int, ...], tuple[tuple[int, tuple[str, ...]], ...], tuple[tuple[int, Conditions], ...]
 ]
 
 
@@ -151,7 +164,7 @@ class RuleIndex:
         self.always: list[int] = []
         self._conditions: dict[int, Conditions] = {}  # of the ``always`` rules
         sure: dict[str, list[int]] = {}
-        required: dict[str, list[tuple[int, frozenset[str]]]] = {}
+        required: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
         general: dict[str, list[tuple[int, Conditions]]] = {}
         prefixes: set[str] = set()
         for number, rule in enumerate(self.rules):
@@ -179,7 +192,8 @@ class RuleIndex:
                 tuple(general.get(key, ())),
             )
             self._plan[key] = plan
-        self._chunk_keys = ChunkKeys(prefixes)
+        self._chunk_keys = ChunkKeys.for_prefixes(prefixes)
+        self._marks = [rule.highlight or rule.node for rule in self.rules]
 
     @classmethod
     def build(cls, ruleset: RuleSet) -> RuleIndex:
@@ -199,18 +213,19 @@ class RuleIndex:
         A query without ``entity:`` compiles the same in every index, so its compiled form is
         kept per process: recompiling a rule set after a change only compiles what changed."""
         entity_map = {entity.id: entity for entity in entities}
-        rules = []
-        for subscription_id, query in queries:
-            compiled = _COMPILED.get(query)
-            if compiled is None:
-                node = compile_query(q.parse(query), entity_map)
-                compiled = (node, triggers(node), conditions(node))
-                if "entity:" not in query:
-                    if len(_COMPILED) >= COMPILED_CACHE_MAX:
-                        _COMPILED.clear()
-                    _COMPILED[query] = compiled
-            rules.append(CompiledRule(subscription_id, query, *compiled))
-        return cls(rules, version)
+        with _collector_paused():
+            rules = []
+            for subscription_id, query in queries:
+                compiled = _COMPILED.get(query)
+                if compiled is None:
+                    node = compile_query(q.parse(query), entity_map)
+                    compiled = (node, triggers(node), conditions(node), highlight_node(node))
+                    if "entity:" not in query:
+                        if len(_COMPILED) >= COMPILED_CACHE_MAX:
+                            _COMPILED.clear()
+                        _COMPILED[query] = compiled
+                rules.append(CompiledRule(subscription_id, query, *compiled))
+            return cls(rules, version)
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -240,7 +255,7 @@ class RuleIndex:
             sure, required, general = plan[key]
             found.update(sure)
             for number, needed in required:
-                if needed <= keys:
+                if keys.issuperset(needed):
                     add(number)
             for number, flat in general:
                 if flat.holds(doc):
@@ -252,15 +267,36 @@ class RuleIndex:
 
     def match_document(self, doc: MatchDocument) -> list[Match]:
         """The matches of a document; their highlights are computed when first read."""
-        rules = self.rules
+        rules, marks = self.rules, self._marks
         return [
-            Match(rules[number].subscription_id, node=rules[number].node, doc=doc)
+            Match(rules[number].subscription_id, node=marks[number], doc=doc)
             for number in self.matching(doc)
         ]
 
     def match(self, post: Post, enrichment: Enrichment | None = None) -> list[Match]:
         """Every subscription whose query holds for this post version, with highlights."""
         return self.match_document(self.document(post, enrichment))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while compiling, and none right after over what it built.
+
+    A compile allocates a million objects that all stay alive; each collection they trigger
+    would walk them (and the rest of the heap) for nothing, which took as long as the compile
+    itself at 100k rules. Afterwards they go straight to the oldest generation (``freeze`` then
+    ``unfreeze`` moves every tracked object there without walking any), where only full
+    collections look at them — unless something else froze objects, which stay as they are."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if gc.get_freeze_count() == 0:
+            gc.freeze()
+            gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def _prefixes(node: RuleNode) -> list[str]:

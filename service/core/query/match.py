@@ -24,6 +24,7 @@ from service.core.query.document import (
 
 __all__ = [
     "AllOf",
+    "AnyKeys",
     "AnyOf",
     "KeyAtom",
     "Match",
@@ -116,6 +117,22 @@ class PhraseAtom(RuleNode):
     def spans(self, doc: MatchDocument) -> list[Span]:
         last = len(self.keys) - 1
         return [(doc.tokens[i][0], doc.tokens[i + last][1]) for i in self._starts(doc, False)]
+
+
+class AnyKeys(RuleNode):
+    """Any of several plain keys (words, fields, ``*prefix``): what an OR of them tests, with
+    the spans of every key present. The index highlights rules made only of keys with one."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self.keys = keys
+
+    def test(self, doc: MatchDocument) -> bool:
+        return not doc.keys.isdisjoint(self.keys)
+
+    def spans(self, doc: MatchDocument) -> list[Span]:
+        return [span for key in self.keys for span in doc.spans_of(key)]
 
 
 class RegexAtom(RuleNode):
@@ -233,24 +250,26 @@ def highlights(node: RuleNode, doc: MatchDocument) -> tuple[Highlight, ...]:
 
 
 def _highlights(node: RuleNode, doc: MatchDocument) -> tuple[Highlight, ...]:
-    if isinstance(node, KeyAtom):  # the commonest rule, a single word: no merging needed
-        found = doc.spans_of(node.key)
-        if len(found) <= 1:
-            return tuple(doc.highlight(start, end) for start, end in found if end > start)
-    spans: list[Span] = []
+    spans: list[Span]
+    if isinstance(node, KeyAtom | AnyKeys | PrefixAtom):  # no tree to walk
+        spans = node.spans(doc)
+        if len(spans) <= 1:  # the commonest case: no merging needed
+            return tuple(doc.highlight(start, end) for start, end in spans if end > start)
+    else:
+        spans = []
 
-    def collect(item: RuleNode) -> None:
-        if isinstance(item, AllOf):
-            for child in item.children:
-                collect(child)
-        elif isinstance(item, AnyOf):
-            for child in item.children:
-                if child.test(doc):
+        def collect(item: RuleNode) -> None:
+            if isinstance(item, AllOf):
+                for child in item.children:
                     collect(child)
-        elif not isinstance(item, NotOf):
-            spans.extend(item.spans(doc))
+            elif isinstance(item, AnyOf):
+                for child in item.children:
+                    if child.test(doc):
+                        collect(child)
+            elif not isinstance(item, NotOf):
+                spans.extend(item.spans(doc))
 
-    collect(node)
+        collect(node)
     merged: list[list[int]] = []
     for start, end in sorted(set(spans)):
         if end <= start:

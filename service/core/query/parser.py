@@ -24,7 +24,28 @@ from typing import Any
 import re2
 
 from service import constants
+from service.core.query.tree import And, Field, Node, Not, Or, Phrase, Prefix, Regex, Term, Word
 from service.core.text import TOKEN_RE, normalize, normalize_host, run_norms
+
+__all__ = [
+    "And",
+    "Field",
+    "Node",
+    "Not",
+    "Or",
+    "Phrase",
+    "Prefix",
+    "QueryError",
+    "Regex",
+    "Term",
+    "Word",
+    "compile_regex",
+    "describe",
+    "parse",
+    "render",
+    "sigil_value",
+    "terms",
+]
 
 
 class QueryError(ValueError):
@@ -35,68 +56,6 @@ class QueryError(ValueError):
         self.message = message
         self.position = position
 
-
-@dataclass(frozen=True, slots=True)
-class Word:
-    """One token; Cyrillic matches by lemma unless ``exact`` (``=word``)."""
-
-    norm: str
-    exact: bool = False
-    position: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Prefix:
-    """``word*``: any token whose normalized form starts with ``norm``."""
-
-    norm: str
-    position: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Phrase:
-    """Consecutive tokens, each matched like a word (or exactly, for ``="..."``)."""
-
-    words: tuple[str, ...]
-    exact: bool = False
-    position: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """A field term: ``name`` is tag, cashtag, mention, domain, channel, lang, topic or entity."""
-
-    name: str
-    value: str
-    position: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Regex:
-    """``/pattern/`` or ``/pattern/i`` over the raw text, run by RE2 (linear time)."""
-
-    pattern: str
-    ignore_case: bool = False
-    position: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    child: Node
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    children: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    children: tuple[Node, ...]
-
-
-Term = Word | Prefix | Phrase | Field | Regex
-Node = Word | Prefix | Phrase | Field | Regex | Not | And | Or
 
 # Field names as written before ":" (lower case), and the sigils of entity fields.
 FIELDS = ("domain", "channel", "lang", "topic", "entity")
@@ -390,8 +349,37 @@ class _Parser:
         raise QueryError(f'expected a term{where}, found "{tok.text}"', tok.position)
 
 
+# Parsed trees are immutable: a query is parsed once per process (validating a rule set and
+# compiling it parse the same queries; so does every recompile after a change).
+_PARSED_CACHE_MAX = 262_144
+_PLAIN_QUERY_RE = re.compile(r"\s*[^\W_]+(?:\s+[^\W_]+)*\s*")
+_CHUNK_RE = re.compile(r"\S+")
+
+
 def parse(query: str) -> Node:
     """Parse ``query`` into its tree; raises QueryError, and nothing else, when it cannot."""
+    return _parse(query)
+
+
+def _plain(query: str) -> Node | None:
+    """The tree of a query of plain words only (the commonest kind) without the lexer: the same
+    tree the parser builds, or None for anything else."""
+    if not _PLAIN_QUERY_RE.fullmatch(query):
+        return None
+    words: list[Node] = []
+    for found in _CHUNK_RE.finditer(query):
+        raw, start = found.group(), found.start()
+        norms = run_norms(raw)
+        if raw in OPERATORS or not norms or len(words) >= constants.QUERY_MAX_TERMS:
+            return None
+        words.append(
+            Word(norms[0], position=start) if len(norms) == 1 else Phrase(norms, position=start)
+        )
+    return words[0] if len(words) == 1 else And(tuple(words))
+
+
+@lru_cache(maxsize=_PARSED_CACHE_MAX)
+def _parse(query: str) -> Node:
     if len(query) > constants.QUERY_MAX_LENGTH:
         raise QueryError(
             f"query too long: {len(query)} characters, at most {constants.QUERY_MAX_LENGTH}",
@@ -403,7 +391,7 @@ def parse(query: str) -> Node:
         query.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise QueryError("not valid text: a lone surrogate character", exc.start) from None
-    return _Parser(_Lexer(query).tokens()).parse()
+    return _plain(query) or _Parser(_Lexer(query).tokens()).parse()
 
 
 def terms(node: Node) -> list[tuple[Term, bool]]:

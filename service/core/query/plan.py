@@ -7,6 +7,9 @@ a word, words ANDed, ``a OR b``, ``a AND NOT (b OR c)``, ``(a OR b) c`` — ``ot
 the rule is a few C-level set operations instead of a walk over its nodes; a phrase keeps its
 words in ``required`` too, a cheap test that fails most posts before the positions are looked at.
 
+``highlight_node`` does the same for highlights: a rule made only of keys highlights the spans
+of its positive keys that are present, with no tree to walk.
+
 The index goes one step further per trigger key: a rule woken by key ``k`` knows ``k`` is there,
 so ``k`` leaves ``required`` and the clauses containing it are met. What is left decides how the
 rule is checked: nothing (it holds: a single word, an OR of words), only required keys (a subset
@@ -15,22 +18,33 @@ test), or the general conditions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from service.core.query.document import MatchDocument
-from service.core.query.match import AllOf, AnyOf, KeyAtom, NotOf, PhraseAtom, PrefixAtom, RuleNode
+from service.core.query.match import (
+    AllOf,
+    AnyKeys,
+    AnyOf,
+    KeyAtom,
+    NotOf,
+    PhraseAtom,
+    PrefixAtom,
+    RuleNode,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Conditions:
-    required: frozenset[str] = frozenset()
-    forbidden: frozenset[str] = frozenset()
-    any_of: tuple[frozenset[str], ...] = ()
+class Conditions(NamedTuple):
+    """Flat conditions of a rule (see the module). Plain tuples of strings throughout, so the
+    garbage collector stops tracking those of key-only rules: an index holds 100k of them."""
+
+    required: tuple[str, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    any_of: tuple[tuple[str, ...], ...] = ()
     others: tuple[RuleNode, ...] = ()
 
     def holds(self, doc: MatchDocument) -> bool:
         keys = doc.keys
-        if not self.required <= keys or not keys.isdisjoint(self.forbidden):
+        if not keys.issuperset(self.required) or not keys.isdisjoint(self.forbidden):
             return False
         for clause in self.any_of:
             if keys.isdisjoint(clause):
@@ -43,7 +57,7 @@ class Conditions:
     def given(self, key: str) -> Conditions:
         """These conditions for a document known to have ``key``."""
         return Conditions(
-            self.required - {key},
+            tuple(required for required in self.required if required != key),
             self.forbidden,
             tuple(clause for clause in self.any_of if key not in clause),
             self.others,
@@ -106,5 +120,27 @@ def conditions(node: RuleNode) -> Conditions:
 
     add(node)
     # A clause with a required key is always met; equal clauses need testing once.
-    clauses = tuple(dict.fromkeys(c for c in any_of if c.isdisjoint(required)))
-    return Conditions(frozenset(required), frozenset(forbidden), clauses, tuple(others))
+    clauses = dict.fromkeys(tuple(sorted(c)) for c in any_of if c.isdisjoint(required))
+    return Conditions(tuple(sorted(required)), tuple(sorted(forbidden)), (*clauses,), (*others,))
+
+
+def highlight_node(node: RuleNode) -> RuleNode:
+    """A node with the same highlights as ``node`` (which holds), cheaper to compute: for a rule
+    made only of keys, ANDs, ORs of keys and NOTs, the keys whose spans it highlights as one
+    ``AnyKeys`` (a key of an OR shows only when present, as in the tree); otherwise ``node``."""
+    keys: list[str] = []
+
+    def positive(item: RuleNode) -> bool:
+        if isinstance(item, AllOf):  # it holds: every child does
+            return all(positive(child) for child in item.children)
+        if isinstance(item, NotOf):  # shows nothing
+            return True
+        clause = _clause(item)  # an OR of an AND would need the AND tested: not flat
+        if clause is None:
+            return False
+        keys.extend(sorted(clause))
+        return True
+
+    if isinstance(node, KeyAtom | PrefixAtom) or not positive(node) or not keys:
+        return node
+    return AnyKeys(tuple(dict.fromkeys(keys)))

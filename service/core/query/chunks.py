@@ -1,0 +1,217 @@
+"""The keys of text without a document: per run of letters (its tokens' lemmas and forms) and
+per whitespace-separated chunk (``ChunkKeys``, which an index keeps with its rule prefixes), both
+cached, so preparing a post is a split and a few dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+from functools import lru_cache
+
+from service.core.morphology import lemmas
+from service.core.text import TOKEN_RE, is_cyrillic, run_norms
+
+Span = tuple[int, int]
+_SPAN = re.Match.span
+# A prefix term's key: "*" never occurs in a word or field key.
+PREFIX_SIGIL = "*"
+
+
+@lru_cache(maxsize=200_000)
+def token_keys(norm: str) -> tuple[str, ...]:
+    """The keys a text token answers to: every lemma plus ``=form`` for Cyrillic, else itself."""
+    if not is_cyrillic(norm):
+        return (norm,)
+    return (*sorted(lemmas(norm)), f"={norm}")
+
+
+def prefix_key(prefix: str) -> str:
+    """The document key of a rule prefix (``санкц`` → ``*санкц``): present when a token of the
+    post starts with it."""
+    return f"{PREFIX_SIGIL}{prefix}"
+
+
+# Per run of letters as it appears in text: its (token, keys) pairs, and all its keys. Plain
+# dicts rather than lru_cache: the hot loop looks runs up with map(dict.get), at C speed. Cleared
+# when full, which a worker meets rarely (a language has far fewer frequent forms than this).
+RUN_CACHE_MAX = 300_000
+_RUN_TOKENS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
+_RUN_KEYS: dict[str, tuple[str, ...]] = {}
+
+
+def _run_tokens(run: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    found = _RUN_TOKENS.get(run)
+    if found is None:
+        found = tuple((norm, token_keys(norm)) for norm in run_norms(run))
+        if len(_RUN_TOKENS) >= RUN_CACHE_MAX:
+            clear_run_cache()
+        _RUN_TOKENS[run] = found
+        _RUN_KEYS[run] = tuple(key for _norm, keys in found for key in keys)
+    return found
+
+
+def clear_run_cache() -> None:
+    _RUN_TOKENS.clear()
+    _RUN_KEYS.clear()
+
+
+Entry = tuple[int, int, str, tuple[str, ...]]  # a token of a chunk: start, end, norm, keys
+
+
+class ChunkKeys:
+    """The keys of whitespace-separated chunks of text (``word,`` ``(слова)``), cached: every
+    token key of the chunk's runs, and ``*prefix`` for each of ``prefixes`` a token starts with.
+
+    An index keeps one (its prefixes are its own); a post's keys are then the union of its
+    distinct chunks' cached keys. Whitespace never occurs inside a token, so the runs of the
+    chunks are exactly the runs of the text. Most chunks are one token (a word and nothing
+    else), whose keys are the token's; the tokens of the others are kept apart, with their
+    offsets (``_multi``)."""
+
+    def __init__(self, prefixes: Iterable[str] = (), max_size: int = RUN_CACHE_MAX) -> None:
+        self.prefixes = frozenset(prefixes)
+        self._lengths = tuple(sorted({len(prefix) for prefix in self.prefixes}))
+        self._slices = tuple(slice(0, length) for length in self._lengths)
+        self._shortest = self._lengths[0] if self._lengths else 0
+        self._heads = frozenset(prefix[: self._shortest] for prefix in self.prefixes)
+        self._cache: dict[str, tuple[str, ...]] = {}
+        self._multi: dict[str, tuple[Entry, ...]] = {}  # chunks that are not exactly one token
+        self._max_size = max_size
+
+    def keys(self, chunks: Collection[str]) -> set[str]:
+        """The union of the keys of ``chunks`` (distinct chunks: duplicates only cost time)."""
+        cache = self._cache
+        found = list(map(cache.get, chunks))
+        if None in found:
+            found = [self._miss(chunk) if keys is None else keys
+                     for chunk, keys in zip(chunks, found, strict=True)]  # fmt: skip
+        return set().union(*found)  # type: ignore[arg-type]
+
+    def _miss(self, chunk: str) -> tuple[str, ...]:
+        if len(self._cache) >= self._max_size:
+            self._cache.clear()
+            self._multi.clear()
+        single = _run_tokens(chunk) if TOKEN_RE.fullmatch(chunk) else ()
+        if len(single) == 1:  # the chunk is one token: its keys are the token's
+            norm, keys = single[0]
+            if self._lengths:
+                keys = (*keys, *self._prefix_keys(norm))
+        else:
+            entries = tuple(
+                (start, end, norm, (*keys, *self._prefix_keys(norm)) if self._lengths else keys)
+                for start, end in map(_SPAN, TOKEN_RE.finditer(chunk))
+                for norm, keys in _run_tokens(chunk[start:end])
+            )
+            self._multi[chunk] = entries
+            keys = tuple(dict.fromkeys(key for entry in entries for key in entry[3]))
+        self._cache[chunk] = keys
+        return keys
+
+    def entries(self, chunk: str) -> tuple[Entry, ...]:
+        """The tokens of ``chunk``: (start, end, norm, keys), offsets within the chunk; a token's
+        keys include the ``*prefix`` keys of the prefixes it starts with."""
+        multi = self._multi.get(chunk)
+        if multi is not None:
+            return multi
+        keys = self._cache.get(chunk)
+        if keys is None:
+            keys = self._miss(chunk)
+            multi = self._multi.get(chunk)
+            if multi is not None:
+                return multi
+        return ((0, len(chunk), run_norms(chunk)[0], keys),)
+
+    def sequence(self, chunks: list[str]) -> list[tuple[str, ...]]:
+        """The keys of every token of ``chunks`` (in text order), one tuple per token."""
+        cache, multi = self._cache, self._multi
+        found: list[tuple[str, ...]] = []
+        for chunk in chunks:
+            entries = multi.get(chunk)
+            if entries is None:
+                keys = cache.get(chunk)
+                if keys is None:
+                    keys = self._miss(chunk)
+                    entries = multi.get(chunk)
+                if entries is None:
+                    found.append(keys)
+                    continue
+            found.extend(entry[3] for entry in entries)
+        return found
+
+    def spans(self, text: str, chunks: Iterable[str], key: str) -> list[Span]:
+        """Spans in ``text`` (whose distinct chunks these are) of the tokens answering to
+        ``key``, found through the chunks whose keys have it: cheaper than indexing every token
+        of the text when a post has only a few matches to highlight."""
+        found: list[Span] = []
+        cache = self._cache
+        for chunk in chunks:
+            keys = cache.get(chunk)
+            if key not in (self._miss(chunk) if keys is None else keys):
+                continue
+            runs = [
+                (start, end) for start, end, _norm, keys_ in self.entries(chunk) if key in keys_
+            ]
+            for at in _occurrences(text, chunk):
+                found.extend((at + start, at + end) for start, end in runs)
+        found.sort()
+        return found
+
+    def tokens(self, text: str, chunks: list[str]) -> list[Entry]:
+        """(start, end, norm, keys) of every token of ``text``, whose chunks these are, in order
+        (a token's keys include its ``*prefix`` keys)."""
+        tokens: list[Entry] = []
+        at = 0
+        for chunk in chunks:
+            at = text.find(chunk, at)  # only whitespace lies between the previous chunk and it
+            tokens.extend((at + start, at + end, norm, keys)
+                          for start, end, norm, keys in self.entries(chunk))  # fmt: skip
+            at += len(chunk)
+        return tokens
+
+    def chunks_by_key(self, chunks: Iterable[str]) -> dict[str, list[str]]:
+        """Which of ``chunks`` have each key."""
+        by_key: dict[str, list[str]] = {}
+        cache = self._cache
+        for chunk in chunks:
+            keys = cache.get(chunk)
+            for key in self._miss(chunk) if keys is None else keys:
+                by_key.setdefault(key, []).append(chunk)
+        return by_key
+
+    def _prefix_keys(self, norm: str) -> list[str]:
+        if norm[: self._shortest] not in self._heads:  # most words start no prefix at all
+            return []
+        # norm[:n] past its length is norm itself, a prefix only if it has that length anyway.
+        hits = self.prefixes.intersection(map(norm.__getitem__, self._slices))
+        return [prefix_key(prefix) for prefix in hits] if hits else []
+
+    @classmethod
+    def for_prefixes(cls, prefixes: Iterable[str]) -> ChunkKeys:
+        """A cache for these prefixes: the last one made when its prefixes are the same (an
+        index recompiled after a change usually has the same), so it stays warm."""
+        wanted = frozenset(prefixes)
+        last = _LAST[0] if _LAST else None
+        if last is None or last.prefixes != wanted:
+            last = cls(wanted)
+            _LAST[:] = [last]
+        return last
+
+
+_LAST: list[ChunkKeys] = []  # the last cache for_prefixes made
+
+
+_PLAIN = ChunkKeys()  # documents built without an index: no prefixes
+
+
+def _occurrences(text: str, chunk: str) -> list[int]:
+    """Where ``chunk`` occurs in ``text`` as a whole chunk (whitespace or an end either side)."""
+    found = []
+    size = len(chunk)
+    at = text.find(chunk)
+    while at >= 0:
+        end = at + size
+        if (at == 0 or text[at - 1].isspace()) and (end == len(text) or text[end].isspace()):
+            found.append(at)
+        at = text.find(chunk, at + 1)
+    return found
