@@ -122,6 +122,7 @@ def run_worker(spec: WorkerSpec) -> bool:
             ops.stop()
         get_context().close()
         set_context(None)
+        connection.close()
 
 
 def _child(spec: WorkerSpec) -> None:

@@ -56,11 +56,12 @@ async def receiver() -> WebhookReceiver:
 
 async def test_ingest_then_burst_worker_delivers_every_alert(
     redis_url: str,
+    redis_client: redis.Redis,
     fixtures_dir: Path,
     fake_botapi: FakeBotAPI,
     receiver: WebhookReceiver,
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client
     # Telegram's per-chat pace (1 message/s) scaled down on both sides, so a burst of alerts to
     # one chat goes out within the test's time and the fake still enforces the limit.
     fake_botapi.per_chat_interval = 0.05

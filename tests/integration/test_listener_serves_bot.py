@@ -22,7 +22,11 @@ USER = 777
 
 
 async def test_bot_listener_reads_posts_and_answers_commands(
-    redis_url: str, fake_botapi: FakeBotAPI, fixtures_dir: Path, monkeypatch: pytest.MonkeyPatch
+    redis_url: str,
+    redis_client: redis.Redis,
+    fake_botapi: FakeBotAPI,
+    fixtures_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("TGWATCH_BOT_ALLOWED", str(USER))
     settings = load_settings(
@@ -31,7 +35,7 @@ async def test_bot_listener_reads_posts_and_answers_commands(
         telegram_token=fake_botapi.token,
         telegram_api_url=fake_botapi.base_url,
     )
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client
     sink = Enqueuer(client, batch_size=50, batch_wait=0.05)
     updates = json.loads((fixtures_dir / "mfa_russia_sample.json").read_text(encoding="utf-8"))
     fake_botapi.add_updates(updates[0])

@@ -15,6 +15,7 @@ from service.core.formats.detect import parse_file
 from service.queue import Enqueuer, list_rejected
 from service.sources.files import ingest_files
 from service.store.posts import PostStore
+from workers.delivery.context import get_context, set_context
 from workers.runner import build_worker
 
 
@@ -22,17 +23,28 @@ def run_burst_worker(url: str) -> None:
     connection = redis.Redis.from_url(url)
     settings = load_settings(redis_url=url)
     worker = build_worker(settings, connection, [constants.POSTS_QUEUE])
-    worker.work(burst=True)
+    try:
+        worker.work(burst=True)
+    finally:
+        get_context().close()
+        set_context(None)
+        connection.close()
 
 
 async def ingest(url: str, *paths: Path, batch_size: int = 7) -> Enqueuer:
-    enqueuer = Enqueuer(redis.Redis.from_url(url), batch_size=batch_size, batch_wait=0.05)
-    await ingest_files(list(paths), enqueuer)
-    await enqueuer.close()
+    connection = redis.Redis.from_url(url)
+    enqueuer = Enqueuer(connection, batch_size=batch_size, batch_wait=0.05)
+    try:
+        await ingest_files(list(paths), enqueuer)
+        await enqueuer.close()
+    finally:
+        connection.close()
     return enqueuer
 
 
-async def test_sample_is_stored_once_per_version(redis_url: str, fixtures_dir: Path) -> None:
+async def test_sample_is_stored_once_per_version(
+    redis_url: str, redis_client: redis.Redis, fixtures_dir: Path
+) -> None:
     sample = fixtures_dir / "mfa_russia_sample.json"
     parsed = parse_file(sample)
     versions = {post.version_key for post in parsed.posts}
@@ -40,13 +52,13 @@ async def test_sample_is_stored_once_per_version(redis_url: str, fixtures_dir: P
     enqueuer = await ingest(redis_url, sample)
     assert enqueuer.stats.enqueued == len(versions)
     # Batches of 7 posts: one job per batch, not one per post.
-    queue = Queue(constants.POSTS_QUEUE, connection=redis.Redis.from_url(redis_url),
+    queue = Queue(constants.POSTS_QUEUE, connection=redis_client,
                   serializer=JSONSerializer)  # fmt: skip
     assert queue.count == -(-len(versions) // 7)
 
     run_burst_worker(redis_url)
     assert queue.count == 0
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client
     assert len(FailedJobRegistry(queue=queue)) == 0
 
     store = PostStore(client)
@@ -74,7 +86,7 @@ async def test_sample_is_stored_once_per_version(redis_url: str, fixtures_dir: P
 
 
 async def test_malformed_items_are_set_aside_and_the_rest_go_through(
-    redis_url: str, fixtures_dir: Path, tmp_path: Path
+    redis_url: str, redis_client: redis.Redis, fixtures_dir: Path, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken.json"
     good = (fixtures_dir / "mfa_russia_sample.json").read_text(encoding="utf-8")
@@ -85,15 +97,17 @@ async def test_malformed_items_are_set_aside_and_the_rest_go_through(
     )
     enqueuer = await ingest(redis_url, broken)
     assert enqueuer.stats.rejected == 2
-    rejected = list_rejected(redis.Redis.from_url(redis_url), 10)
+    rejected = list_rejected(redis_client, 10)
     assert {entry["source"] for entry in rejected} == {str(broken)}
     assert all(entry["reason"] for entry in rejected)
     assert enqueuer.stats.enqueued == len({p.version_key for p in parse_file(
         fixtures_dir / "mfa_russia_sample.json").posts})  # fmt: skip
 
 
-async def test_a_bad_post_in_a_job_is_set_aside_not_the_batch(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
+async def test_a_bad_post_in_a_job_is_set_aside_not_the_batch(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    client = redis_client
     queue = Queue(constants.POSTS_QUEUE, connection=client, serializer=JSONSerializer)
     good = {"channel": "demo", "message_id": 5, "date": "2024-09-23T15:41:05+00:00", "text": "hi"}
     queue.enqueue("workers.jobs.process_posts", [good, {"channel": "demo"}])

@@ -84,11 +84,12 @@ async def _scrape(port: int) -> str:
 
 async def test_dashboard_and_alert_metrics_are_exported(
     redis_url: str,
+    redis_client: redis.Redis,
     preview: FakePreviewServer,
     receiver: WebhookReceiver,
     fake_botapi: FakeBotAPI,
 ) -> None:
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client
     save_ruleset(client, parse_rules(RULES.format(url=receiver.url, secret=SECRET)))
     listen_port, worker_port = free_port(), free_port()
     base = {
