@@ -46,9 +46,10 @@ def _decided_key(post: Post) -> str:
     return f"{constants.DECIDED_PREFIX}{post.version_key}"
 
 
-def _decide(context: WorkerContext, post: Post, enrichment: Enrichment) -> list[Alert]:
+def _decide(
+    context: WorkerContext, post: Post, enrichment: Enrichment, saved: bytes | str | None
+) -> list[Alert]:
     """Match the post and apply the alert rules, or reuse what a failed attempt decided."""
-    saved = context.redis.get(_decided_key(post))
     if saved is not None:
         return [Alert.from_dict(item) for item in json.loads(saved)]
     metrics = context.metrics
@@ -90,14 +91,23 @@ def _deliver(context: WorkerContext, alerts: list[Alert], report: StageReport) -
         )
 
 
-def process_post(context: WorkerContext, post: Post, report: StageReport) -> None:
-    """Enrich, match, alert and store one post version (skipped if already stored)."""
-    if context.posts.has_version(post):
+def process_post(
+    context: WorkerContext,
+    post: Post,
+    report: StageReport,
+    *,
+    stored: bool = False,
+    saved: bytes | str | None = None,
+) -> None:
+    """Enrich, match, alert and store one post version. ``stored`` (this version is already
+    stored: skip it) and ``saved`` (alerts a failed attempt decided) are read for a whole batch
+    at once by ``process_posts``."""
+    if stored:
         report.already_stored += 1
         return
     with context.metrics.stage_timer("enrich"):
         enrichment = context.enricher.enrich(post)
-    alerts = _decide(context, post, enrichment)
+    alerts = _decide(context, post, enrichment, saved)
     _deliver(context, alerts, report)
     with context.metrics.stage_timer("store"):
         seq = context.posts.store(post, enrichment)
@@ -111,8 +121,14 @@ def process_posts(context: WorkerContext, posts: list[Post]) -> StageReport:
     """Run the post stage over a batch of post versions."""
     started = time.perf_counter()
     report = StageReport(received=len(posts))
-    for post in posts:
-        process_post(context, post, report)
+    # Two round trips for the whole batch instead of two per post.
+    stored = context.posts.has_versions(posts)
+    saved = context.redis.mget([_decided_key(post) for post in posts]) if posts else []
+    seen: set[str] = set()
+    for post, is_stored, decided in zip(posts, stored, saved, strict=True):
+        repeated = post.version_key in seen  # the same version twice in one batch
+        seen.add(post.version_key)
+        process_post(context, post, report, stored=is_stored or repeated, saved=decided)
     context.metrics.post_processed(len(posts))
     log.info(
         "posts_processed",

