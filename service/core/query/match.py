@@ -51,7 +51,9 @@ class RuleNode:
     __slots__ = ()
 
     def test(self, doc: MatchDocument) -> bool:
-        raise NotImplementedError
+        # Every concrete node overrides this; a plain class, not an ABC, because isinstance
+        # checks on ABCs cost more and nodes are tested on every post.
+        raise TypeError(f"{type(self).__name__} does not define test()")
 
     def spans(self, doc: MatchDocument) -> list[Span]:
         return []
