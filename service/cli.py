@@ -21,6 +21,9 @@ from service.redis import RedisHandle, connect
 
 log = structlog.get_logger(__name__)
 
+# Under the data dir: the embedded Redis of the demo, apart from real data.
+DEMO_DATA = "demo"
+
 
 @dataclass
 class Root:
@@ -41,11 +44,19 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def open_root() -> Iterator[Root]:
-    """Read settings, configure logging, connect to Redis (embedded when no URL is set)."""
+def open_root(*, demo: bool = False) -> Iterator[Root]:
+    """Read settings, configure logging, connect to Redis (embedded when no URL is set).
+
+    The demo on the embedded default gets a Redis of its own under ``<data dir>/demo``, emptied
+    first, so every demo run shows the whole pipeline and never mixes with real data.
+    """
     settings = _settings()
+    if demo and settings.redis_url is None:
+        settings = settings.model_copy(update={"data_dir": settings.data_dir / DEMO_DATA})
     try:
         handle = connect(settings.redis_url, settings.data_dir)
+        if demo and settings.redis_url is None:
+            handle.client.flushdb()
     except Exception as exc:  # a connection failure of any kind: one clear line, no traceback
         click.echo(f"tgwatch: cannot reach Redis ({type(exc).__name__}): check TGWATCH_REDIS_URL",
                    err=True)  # fmt: skip
@@ -192,14 +203,14 @@ def posts(channel: str, limit: int, fmt: str) -> None:
             post = version.post
             if fmt == "jsonl":
                 record = {**post.to_dict(), "enrichment": version.enrichment.to_dict(),
-                          "version": version.seq}  # fmt: skip
+                          "version": version.seq + 1}  # fmt: skip
                 click.echo(json.dumps(record, ensure_ascii=False))
                 continue
             first_line = (
                 post.text.strip().splitlines()[0] if post.text.strip() else f"[{post.media}]"
             )
             flags = " (edited)" if post.is_edit else ""
-            click.echo(f"{post.link}  {post.date:%Y-%m-%d %H:%M}Z  v{version.seq}{flags}")
+            click.echo(f"{post.link}  {post.date:%Y-%m-%d %H:%M}Z  v{version.seq + 1}{flags}")
             click.echo(f"    {first_line[:110]}")
 
 
@@ -262,10 +273,11 @@ def run(n_workers: int | None, demo: bool | None) -> None:
     """
     from service.runtime import run_service
 
-    with open_root() as root:
+    if demo is None:
+        configured = _settings()
+        demo = configured.telegram_token is None and not configured.channels
+    with open_root(demo=demo) as root:
         settings = root.settings
-        if demo is None:
-            demo = settings.telegram_token is None and not settings.channels
         if not demo:
             _load_rules_file(root)
         if demo and "TGWATCH_LOG_LEVEL" not in os.environ:

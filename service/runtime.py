@@ -273,5 +273,9 @@ async def run_service(
         return None
     from service.summary import demo_summary
 
-    lines = [demo_summary(connection, stats, time.monotonic() - started), *demo_parties.report()]
+    hint = "tgwatch"
+    if settings.redis_url is None:
+        hint = f"TGWATCH_DATA_DIR={settings.data_dir} tgwatch"
+    summary = demo_summary(connection, stats, time.monotonic() - started, hint)
+    lines = [summary, *demo_parties.report()]
     return "\n".join(lines)

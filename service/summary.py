@@ -11,7 +11,9 @@ from service.status import collect_status
 from service.store.posts import PostStore
 
 
-def demo_summary(connection: redis.Redis, stats: EnqueueStats, seconds: float) -> str:
+def demo_summary(
+    connection: redis.Redis, stats: EnqueueStats, seconds: float, next_hint: str = "tgwatch"
+) -> str:
     store = PostStore(connection)
     status = collect_status(connection)
     lines = [
@@ -35,5 +37,5 @@ def demo_summary(connection: redis.Redis, stats: EnqueueStats, seconds: float) -
         lines.append("  topics: " + ", ".join(f"{k} {v}" for k, v in topics.most_common()))
     failed = sum(q["failed"] for q in status["queues"])
     lines.append(f"  failed jobs: {failed}")
-    lines.append("  next: tgwatch posts mfa_russia | tgwatch status")
+    lines.append(f"  look around: {next_hint} posts mfa_russia | status")
     return "\n".join(lines)

@@ -58,7 +58,7 @@ return seq + 1
 
 @dataclass(frozen=True)
 class StoredVersion:
-    seq: int
+    seq: int  # 0 for the first version of a post, 1 for its first edit, ...
     post: Post
     enrichment: Enrichment
     stored_at: float
