@@ -16,9 +16,9 @@ log = structlog.get_logger(__name__)
 EMBEDDED_SERVER_CONFIG = {"appendonly": "yes", "appendfsync": "everysec"}
 
 
-def text(value: bytes | str) -> str:
+def text(value: object) -> str:
     """A Redis reply as text (clients here do not decode responses; RQ needs bytes)."""
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 @dataclass

@@ -115,6 +115,7 @@ class RuleCache:
         self.clock = clock
         self.version: int | None = None
         self._index: RuleIndex | None = None
+        self.ruleset = RuleSet()  # the rule set the current index was compiled from
         self._checked = float("-inf")
 
     def get(self) -> RuleIndex:
@@ -127,6 +128,7 @@ class RuleCache:
         started = time.perf_counter()
         version, ruleset = load_ruleset(self.client)
         self._index = RuleIndex.build(ruleset)
+        self.ruleset = ruleset
         self.version = version
         log.info(
             "rules_compiled",

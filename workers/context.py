@@ -16,7 +16,7 @@ from service.core.enrich import Enricher
 from service.core.query.index import RuleIndex
 from service.core.rules import RuleSet, Subscription
 from service.metrics import Metrics
-from service.rules_watch import RuleCache, load_ruleset
+from service.rules_watch import RuleCache
 from service.store.matches import RedisMatchState
 from service.store.posts import PostStore
 
@@ -47,7 +47,7 @@ class LiveRules:
         started = time.perf_counter()
         index = self.cache.get()
         if self.cache.version != self._version:
-            _, ruleset = load_ruleset(self.client)
+            ruleset = self.cache.ruleset
             self.subscriptions = {sub.id: sub for sub in ruleset.subscriptions}
             self._version = self.cache.version
             if self.on_change is not None:

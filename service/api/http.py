@@ -25,6 +25,7 @@ from service.core.model import Alert
 from service.core.query.parser import QueryError
 from service.deliveries import WebhookTarget, parse_target
 from service.querytools import check_query, run_test, stored_entities
+from service.redis import text
 from service.store import watchlist
 from service.store.apikeys import ApiKey, ApiKeyStore
 from service.store.posts import PostStore
@@ -75,8 +76,6 @@ class Route:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def _key(request: web.Request) -> ApiKey:
@@ -262,7 +261,7 @@ def _read_alerts(
     cursor = before
     while len(found) < limit:
         raw = client.xrevrange(constants.ALERTS_STREAM, max=cursor, count=limit * 2) or []
-        entries = [(_text(entry_id), fields or {}) for entry_id, fields in raw]
+        entries = [(text(entry_id), fields or {}) for entry_id, fields in raw]
         if cursor != "+":
             entries = [entry for entry in entries if entry[0] != cursor]
         if not entries:

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
 from service import constants
+from service.redis import text
 
 # Record the text hashes of emitted posts, move the watermark forward (never back), and drop the
 # hashes of the oldest ids beyond the cap; one round trip, atomic.
@@ -61,16 +62,12 @@ def hashes_key(channel: str) -> str:
     return state_key(channel) + ":hashes"
 
 
-def _text(value: object) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def _float(value: object) -> float | None:
-    return None if value is None else float(_text(value))
+    return None if value is None else float(text(value))
 
 
 def _int(value: object) -> int | None:
-    return None if value is None else int(_text(value))
+    return None if value is None else int(text(value))
 
 
 @dataclass(frozen=True)
@@ -91,15 +88,15 @@ class ChannelHealth:
     @classmethod
     def from_mapping(cls, channel: str, raw: Mapping[Any, Any]) -> ChannelHealth:
         """Decode a ``source:<channel>`` hash (bytes or str keys and values)."""
-        data = {_text(key): value for key, value in raw.items()}
+        data = {text(key): value for key, value in raw.items()}
         error = data.get("last_error")
         source = data.get("source")
         return cls(
             channel=channel,
-            source=None if source is None else _text(source),
+            source=None if source is None else text(source),
             watermark=_int(data.get("watermark")),
             last_success=_float(data.get("last_success")),
-            last_error=None if error is None else _text(error),
+            last_error=None if error is None else text(error),
             last_error_at=_float(data.get("last_error_at")),
             lag_seconds=_float(data.get("lag_seconds")),
             failures=_int(data.get("failures")) or 0,
@@ -136,7 +133,7 @@ class ChannelStore:
             return {}
         values = await self.client.hmget(hashes_key(channel), [str(i) for i in message_ids])
         return {
-            message_id: _text(value)
+            message_id: text(value)
             for message_id, value in zip(message_ids, values, strict=True)
             if value is not None
         }
@@ -215,14 +212,14 @@ class ChannelStore:
     async def all_health(self) -> list[ChannelHealth]:
         """Every channel with state, sorted by name."""
         names = sorted(
-            _text(name) for name in await self.client.smembers(constants.SOURCE_CHANNELS_KEY)
+            text(name) for name in await self.client.smembers(constants.SOURCE_CHANNELS_KEY)
         )
         return [await self.health(name) for name in names]
 
 
 def list_channel_health(client: redis.Redis) -> list[ChannelHealth]:
     """Every channel with state, sorted by name, through a synchronous client (for the CLI)."""
-    names = sorted(_text(name) for name in client.smembers(constants.SOURCE_CHANNELS_KEY))
+    names = sorted(text(name) for name in client.smembers(constants.SOURCE_CHANNELS_KEY))
     pipe = client.pipeline(transaction=False)
     for name in names:
         pipe.hgetall(state_key(name))

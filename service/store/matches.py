@@ -21,6 +21,7 @@ import redis
 from service import constants
 from service.core.alerting import PriorState
 from service.core.model import Alert
+from service.redis import text
 
 
 def matched_key(post_key: str) -> str:
@@ -50,12 +51,12 @@ class RedisMatchState:
         if text_key is not None:
             pipe.mget([alerted_key(sub, text_key) for sub in ids])
         replies = pipe.execute()
-        matched = frozenset(_text(member) for member in replies[0])
+        matched = frozenset(text(member) for member in replies[0])
         alerted: dict[str, str] = {}
         if text_key is not None:
             for sub, first in zip(ids, replies[1], strict=True):
                 if first is not None:
-                    alerted[sub] = _text(first)
+                    alerted[sub] = text(first)
         return PriorState(matched, alerted)
 
     def record(self, post_key: str, text_key: str | None, alerts: Sequence[Alert]) -> list[Alert]:
@@ -74,8 +75,8 @@ class RedisMatchState:
         for i, previous in zip(outgoing, claims, strict=True):
             # After SET NX the key holds the winner: another post's key means it got there first.
             # (SET NX GET would save a reply but needs Redis 7; the embedded server is 6.2.)
-            if previous is not None and _text(previous) != post_key:
-                final[i] = replace(final[i], suppressed="duplicate", duplicate_of=_text(previous))
+            if previous is not None and text(previous) != post_key:
+                final[i] = replace(final[i], suppressed="duplicate", duplicate_of=text(previous))
         pipe = self.client.pipeline(transaction=True)
         key = matched_key(post_key)
         pipe.sadd(key, *{alert.subscription_id for alert in final})
@@ -98,10 +99,6 @@ def read_alerts(
     """The oldest ``count`` alerts of the stream with their entry ids (for tools and tests)."""
     entries: Any = client.xrange(stream, count=count)
     return [
-        (_text(entry_id), Alert.from_dict(json.loads(fields[b"alert"])))
+        (text(entry_id), Alert.from_dict(json.loads(fields[b"alert"])))
         for entry_id, fields in entries
     ]
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -35,6 +35,7 @@ import structlog
 from service import constants
 from service.core.schedule import DIGEST_MODES, DeliveryPrefs, QuietHours
 from service.deliveries import parse_target
+from service.redis import text
 
 log = structlog.get_logger(__name__)
 
@@ -51,10 +52,6 @@ class SubscriptionNotFoundError(KeyError):
 
 class SubscriptionExistsError(ValueError):
     """A subscription with that id already exists."""
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 def telegram_subscriber(chat_id: int) -> str:
@@ -220,7 +217,7 @@ class SubscriberStore:
         raw = self.client.hgetall(constants.SUBSCRIBER_PREFIX + subscriber_id)
         if not raw:
             return None
-        data = {_text(k): _text(v) for k, v in raw.items()}
+        data = {text(k): text(v) for k, v in raw.items()}
         chat = data.get("chat_id")
         settings = SubscriberSettings.from_dict(json.loads(data.get("settings") or "{}"))
         return Subscriber(
@@ -239,7 +236,7 @@ class SubscriberStore:
         self.client.hset(
             constants.SUBSCRIBER_PREFIX + subscriber_id, "settings", json.dumps(settings.to_dict())
         )
-        ids = sorted(_text(i) for i in self.client.smembers(_chat_key(chat_id)))
+        ids = sorted(text(i) for i in self.client.smembers(_chat_key(chat_id)))
         changed = [sub for sub in (self.get(i) for i in ids) if sub is not None]
         self._write(changed)
         return len(changed)
@@ -269,7 +266,7 @@ class SubscriberStore:
         """Every subscription of ``owner`` (all of them when None), by id."""
         if owner is None:
             return self.all()
-        ids = sorted(_text(i) for i in self.client.smembers(_owned_key(owner)))
+        ids = sorted(text(i) for i in self.client.smembers(_owned_key(owner)))
         return [sub for sub in (self.get(i, owner) for i in ids) if sub is not None]
 
     def for_chat(self, chat_id: int) -> list[StoredSubscription]:
@@ -278,7 +275,7 @@ class SubscriberStore:
         pipe.smembers(_owned_key(telegram_subscriber(chat_id)))
         pipe.smembers(_chat_key(chat_id))
         owned, delivered = pipe.execute()
-        ids = sorted({_text(i) for i in owned} | {_text(i) for i in delivered})
+        ids = sorted({text(i) for i in owned} | {text(i) for i in delivered})
         return [sub for sub in (self.find_for_chat(i, chat_id) for i in ids) if sub is not None]
 
     def find_for_chat(self, subscription_id: str, chat_id: int) -> StoredSubscription | None:
@@ -358,7 +355,7 @@ class SubscriberStore:
         ended = self.client.zrangebyscore(constants.SUBSCRIPTION_MUTES_KEY, 0, now or time.time())
         back = [
             replace(sub, mute_until=None)
-            for sub in (self.get(_text(i)) for i in ended)
+            for sub in (self.get(text(i)) for i in ended)
             if sub is not None
         ]
         self._write(back)

@@ -19,6 +19,7 @@ import redis
 
 from service import constants
 from service.deliveries import DeliveryJob
+from service.redis import text
 
 SENT_PREFIX = constants.DELIVERY_KEY_PREFIX + "sent:"
 CLAIM_PREFIX = constants.DELIVERY_KEY_PREFIX + "claim:"
@@ -79,7 +80,7 @@ class Ledger:
 
     def sent(self, key: str) -> str | None:
         value = self.redis.get(SENT_PREFIX + key)
-        return None if value is None else _text(value)
+        return None if value is None else text(value)
 
     # --- targets -----------------------------------------------------------------------------
     def disable_target(self, target_key: str, reason: str, detail: str = "") -> None:
@@ -91,7 +92,7 @@ class Ledger:
 
     def disabled(self, target_key: str) -> dict[str, str] | None:
         data = self.redis.hgetall(constants.TARGET_DISABLED_PREFIX + target_key)
-        return {_text(k): _text(v) for k, v in data.items()} or None
+        return {text(k): text(v) for k, v in data.items()} or None
 
     def enable_target(self, target_key: str) -> bool:
         return bool(self.redis.delete(constants.TARGET_DISABLED_PREFIX + target_key))
@@ -106,7 +107,7 @@ class Ledger:
 
     def problem(self, target_key: str) -> dict[str, str] | None:
         data = self.redis.hgetall(constants.TARGET_PROBLEM_PREFIX + target_key)
-        return {_text(k): _text(v) for k, v in data.items()} or None
+        return {text(k): text(v) for k, v in data.items()} or None
 
     # --- dead letters ------------------------------------------------------------------------
     def dead_letter(self, job: DeliveryJob | dict[str, Any], reason: str) -> None:
@@ -124,12 +125,8 @@ class Ledger:
         return bool(self.redis.lrem(constants.DELIVERY_DEAD_KEY, 1, raw))
 
     def raw_dead_letters(self) -> list[str]:
-        return [_text(item) for item in self.redis.lrange(constants.DELIVERY_DEAD_KEY, 0, -1)]
+        return [text(item) for item in self.redis.lrange(constants.DELIVERY_DEAD_KEY, 0, -1)]
 
 
 def _now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
