@@ -13,6 +13,8 @@ import redis
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "service" / "data" / "sample"
 _LOCK_KEY = "__tgwatch_test_lock__"
+# Set in every database the suite claims; a database with data but without it is not ours.
+_MARKER_KEY = "__tgwatch_test_suite__"
 
 
 def _server_url() -> str | None:
@@ -42,15 +44,28 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _claim_database(server_url: str) -> int:
-    """Claim a database index no other test run uses (parallel runs share the server)."""
+    """Claim a database index of our own: one that is empty or carries the suite's marker.
+
+    Parallel runs share the server, so the claim is a lock taken with SET NX; a database that
+    holds anything else (a developer's own data) is never claimed, and never touched beyond
+    taking and giving back the lock.
+    """
     for db in range(1, 16):
         client = redis.Redis.from_url(server_url, db=db)
         try:
-            if client.set(_LOCK_KEY, str(os.getpid()), nx=True, ex=3600):
+            if not client.set(_LOCK_KEY, str(os.getpid()), nx=True, ex=3600):
+                continue
+            ours = client.exists(_MARKER_KEY) or client.dbsize() == 1
+            if ours:
+                client.set(_MARKER_KEY, "tgwatch test suite")
                 return db
+            client.delete(_LOCK_KEY)
         finally:
             client.close()
-    raise RuntimeError("no free Redis database index (1-15) for the tests")
+    raise RuntimeError(
+        "no Redis database index (1-15) is free for the tests: each holds data that is not the "
+        "suite's own; set TGWATCH_TEST_REDIS_URL to a server of your own"
+    )
 
 
 @pytest.fixture
@@ -58,8 +73,9 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     """A URL of an empty database of our own, emptied again (lock included) afterwards."""
     db = _claim_database(redis_server_url)
     client = redis.Redis.from_url(redis_server_url, db=db)
+    keep = {_LOCK_KEY.encode(), _MARKER_KEY.encode()}
     for key in client.scan_iter(count=1000):
-        if key != _LOCK_KEY.encode():
+        if key not in keep:
             client.delete(key)
     if redis_server_url.startswith("unix://"):
         url = f"{redis_server_url}?db={db}"
