@@ -154,6 +154,8 @@ class Post:
     ``channel`` is the public username as Telegram spells it (``mfa_russia``); a private channel
     without one is named ``c/<bare id>``. ``channel_id`` is the Bot API form (``-100<bare id>``).
     Dates are timezone-aware UTC. ``entities`` carry Python string offsets into ``text``.
+    ``author`` is the post's signature (channels that sign posts). ``deleted`` marks the version a
+    source recorded when the post was deleted in Telegram: stored, never alerted.
     """
 
     channel: str
@@ -174,6 +176,8 @@ class Post:
     source: str = "unknown"
     update_id: int | None = None
     content_hash: str = field(default="")
+    author: str | None = None
+    deleted: bool = False
 
     def __post_init__(self) -> None:
         if self.date.tzinfo is None:
@@ -231,6 +235,8 @@ class Post:
             "update_id": self.update_id,
             "link": self.link,
             "content_hash": self.content_hash,
+            "author": self.author,
+            "deleted": self.deleted,
         }
 
     @classmethod
@@ -259,4 +265,6 @@ class Post:
             source=str(data.get("source", "unknown")),
             update_id=data.get("update_id"),
             content_hash=str(data.get("content_hash") or ""),
+            author=data.get("author"),
+            deleted=bool(data.get("deleted", False)),
         )

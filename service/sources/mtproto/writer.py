@@ -1,0 +1,137 @@
+"""Where the MTProto source's posts go: the sink, the per-channel watermark and health shared with
+the preview poller, the channel's pace, and deleted versions in the post store.
+
+A post version already emitted for a channel (same text hash, by this source or the preview) is
+not handed over again; the sink's claim catches the rest. Deletions never travel the queue, so
+they are never alerted: the latest stored version of the post is stored again marked deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from service.core.formats.result import Rejected
+from service.core.post import Post
+from service.metrics import MtprotoMetrics
+from service.sources.base import PostSink
+from service.store.accounts import AccountStore
+from service.store.channels import ChannelStore
+from service.store.posts import PostStore
+
+log = structlog.get_logger(__name__)
+
+SOURCE = "mtproto"
+# The content hash of a deleted version: a version of its own, whatever the text was.
+DELETED_HASH = "deleted"
+
+
+class ChannelWriter:
+    """Shared by the accounts of one process; every method is safe to call concurrently."""
+
+    def __init__(
+        self,
+        sink: PostSink,
+        channels: ChannelStore,
+        accounts: AccountStore,
+        posts: PostStore | None = None,
+        *,
+        metrics: MtprotoMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sink = sink
+        self.channels = channels
+        self.accounts = accounts
+        self.posts = posts
+        self.metrics = metrics
+        self.clock = clock
+
+    async def emit(
+        self,
+        key: str,
+        posts: Sequence[Post],
+        *,
+        watermark: int | None,
+        arrived: float | None = None,
+    ) -> int:
+        """Hand over the versions not emitted before; record them and move the watermark (never
+        back). ``arrived`` (monotonic) times a live update to its enqueueing. Returns how many
+        versions the sink took as new."""
+        known = await self.channels.hashes(key, [post.message_id for post in posts])
+        emitted: dict[int, str] = {}
+        taken = 0
+        for post in posts:
+            if known.get(post.message_id) == post.content_hash:
+                continue
+            if await self.sink.put(post):
+                taken += 1
+            emitted[post.message_id] = post.content_hash
+            if arrived is not None and self.metrics is not None:
+                self.metrics.enqueued_after(time.monotonic() - arrived)
+        await self.channels.record_seen(key, emitted, watermark)
+        fresh = [post for post in posts if post.message_id in emitted and not post.is_edit]
+        if fresh:
+            await self._note_activity(key, max(post.date.timestamp() for post in fresh))
+        return taken
+
+    async def move_watermark(self, key: str, watermark: int) -> None:
+        await self.channels.record_seen(key, {}, watermark)
+
+    async def healthy(self, key: str) -> None:
+        """The channel was read (caught up or a live post arrived): clear its failures."""
+        _last, _interval, _samples = await self.accounts.activity(key)
+        await self.channels.record_success(key, at=self.clock(), newest_date=_last, source=SOURCE)
+
+    async def failed(self, key: str, error: str) -> None:
+        await self.channels.record_error(key, at=self.clock(), error=error, source=SOURCE)
+
+    async def reject(self, rejected: Rejected) -> None:
+        await self.sink.reject(rejected)
+
+    async def show_activity(self, key: str) -> None:
+        """Export a channel's last post and pace as soon as this process reads it (the silence
+        alert then works right after a restart or a takeover)."""
+        if self.metrics is None:
+            return
+        last, interval, _samples = await self.accounts.activity(key)
+        self.metrics.source(key, SOURCE)
+        if last is not None:
+            self.metrics.post(key, last, interval)
+
+    async def record_deleted(self, key: str, message_ids: Sequence[int]) -> int:
+        """Store a deleted version of each known post; returns how many were recorded."""
+        if self.posts is None or not message_ids:
+            return 0
+        recorded = await asyncio.to_thread(self._store_deleted, key, list(message_ids))
+        if recorded and self.metrics is not None:
+            self.metrics.deleted_recorded(recorded)
+        log.info("mtproto_deleted", channel=key, messages=len(message_ids), recorded=recorded)
+        return recorded
+
+    def _store_deleted(self, key: str, message_ids: list[int]) -> int:
+        assert self.posts is not None
+        recorded = 0
+        for message_id in message_ids:
+            latest = self.posts.latest(f"{key}/{message_id}")
+            if latest is None or latest.post.deleted:
+                continue  # never seen (or before the store's horizon), or already marked
+            deleted = latest.post.with_changes(deleted=True, content_hash=DELETED_HASH,
+                                               source=SOURCE)  # fmt: skip
+            if self.posts.store(deleted, latest.enrichment) > 0:
+                recorded += 1
+        return recorded
+
+    async def _note_activity(self, key: str, date: float) -> None:
+        last, interval, samples = await self.accounts.record_post(key, date)
+        await self.channels.record_success(key, at=self.clock(), newest_date=last, source=SOURCE)
+        if self.metrics is not None and last is not None:
+            # An estimate from fewer than a few gaps is no "usual pace" yet.
+            self.metrics.post(key, last, interval if samples >= MIN_PACE_SAMPLES else None)
+
+
+# Gaps between posts measured before a channel's pace is exported (and can raise the silence
+# alert): a channel seen post twice has no pace to speak of.
+MIN_PACE_SAMPLES = 5
