@@ -241,7 +241,8 @@ def rejected(limit: int) -> None:
 
 # --- listen and run ----------------------------------------------------------------------------
 @cli.command()
-@click.option("--source", "sources", multiple=True, type=click.Choice(["bot", "preview"]),
+@click.option("--source", "sources", multiple=True,
+              type=click.Choice(["bot", "preview", "mtproto"]),
               help="Run only these sources (default: every configured one). The bot source "
                    "also answers subscribers' commands.")  # fmt: skip
 def listen(sources: tuple[str, ...]) -> None:
@@ -295,12 +296,13 @@ def _register_commands() -> None:
     """Commands of the other parts, joined in one place (each module owns its command)."""
     from service.api.commands import api_command, apikeys
     from service.bot.command import bot_command
+    from service.commands.accounts import accounts
     from service.commands.enrich import classify, eval_cmd, topics
     from service.commands.rules import backtest, rules
     from service.subscriptions_file import subscriptions
 
     for command in (backtest, rules, classify, topics, eval_cmd, subscriptions, bot_command,
-                    api_command, apikeys):  # fmt: skip
+                    api_command, apikeys, accounts):  # fmt: skip
         cli.add_command(command)
 
 

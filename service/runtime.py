@@ -22,6 +22,7 @@ from service.redis import RedisHandle
 from service.sources.base import Listener
 
 if TYPE_CHECKING:
+    from service.api.ops import Check
     from service.sources.replay import ReplayBotAPI
     from service.store.subscribers import SubscriberStore
 
@@ -46,11 +47,13 @@ async def build_listeners(
     *,
     metrics: Metrics | None = None,
     sources: frozenset[str] | None = None,
+    checks: dict[str, Check] | None = None,
 ) -> list[Listener]:
-    """The live sources this configuration asks for (``sources`` narrows them to ``bot`` and/or
-    ``preview``); their resources close with ``stack``."""
+    """The live sources this configuration asks for (``sources`` narrows them to ``bot``,
+    ``preview`` and/or ``mtproto``); their resources close with ``stack``; sources with a
+    readiness of their own add it to ``checks`` (/readyz)."""
     listeners: list[Listener] = []
-    wanted = sources or frozenset({"bot", "preview"})
+    wanted = sources or frozenset({"bot", "preview", "mtproto"})
     if settings.telegram_token is not None and "bot" in wanted:
         from service.bot.app import ALLOWED_UPDATES, setup_dispatcher
         from service.bot.settings import BotAccess, BotSettings
@@ -91,6 +94,17 @@ async def build_listeners(
                 settings, sink, store, http, channel_source=added_channels, metrics=metrics
             )
         )
+    if "mtproto" in wanted:  # user accounts over MTProto: only when configured (Telethon extra)
+        from service.sources.mtproto.listener import build_mtproto_listener
+
+        mtproto = await build_mtproto_listener(
+            settings, connection, redis_url, sink, stack, metrics=metrics,
+            explicit=sources is not None and "mtproto" in sources,
+        )  # fmt: skip
+        if mtproto is not None:
+            listeners.append(mtproto)
+            if checks is not None:
+                checks["mtproto"] = mtproto.ready
     return listeners
 
 
@@ -111,9 +125,14 @@ class MuteSweeper:
 
 
 async def start_ops(
-    settings: Settings, connection: redis.Redis, metrics: Metrics, stack: AsyncExitStack
+    settings: Settings,
+    connection: redis.Redis,
+    metrics: Metrics,
+    stack: AsyncExitStack,
+    checks: dict[str, Check] | None = None,
 ) -> None:
-    """Serve /metrics, /healthz and /readyz of this process on TGWATCH_METRICS_PORT (if set)."""
+    """Serve /metrics, /healthz and /readyz of this process on TGWATCH_METRICS_PORT (if set).
+    ``checks`` may gain entries later (sources built after the server starts): each is run."""
     if not settings.metrics_port:
         return
     from service.api.ops import async_readiness, ops_app, redis_ready, start_ops_server
@@ -123,7 +142,9 @@ async def start_ops(
     async def redis_ok() -> bool:
         return await asyncio.to_thread(redis_ready, connection)
 
-    app = ops_app(metrics, async_readiness({"redis": redis_ok}))
+    checks = {} if checks is None else checks
+    checks["redis"] = redis_ok
+    app = ops_app(metrics, async_readiness(checks))
     runner = await start_ops_server(app, settings.metrics_host, settings.metrics_port)
     stack.push_async_callback(runner.cleanup)
 
@@ -146,14 +167,16 @@ async def run_listeners(
     enqueuer = Enqueuer(
         connection, batch_size=settings.batch_size, batch_wait=settings.batch_wait, metrics=metrics
     )
+    checks: dict[str, Check] = {}
     async with AsyncExitStack() as stack:
         stack.push_async_callback(enqueuer.close)
-        await start_ops(settings, connection, metrics, stack)
+        await start_ops(settings, connection, metrics, stack, checks)
         if replay is not None:
             return await _replay(settings, enqueuer, stop, replay)
         listeners = await build_listeners(
-            settings, connection, redis_url, enqueuer, stack, metrics=metrics, sources=sources
-        )
+            settings, connection, redis_url, enqueuer, stack, metrics=metrics, sources=sources,
+            checks=checks,
+        )  # fmt: skip
         if not listeners:
             log.error("no_sources", hint="set TGWATCH_TELEGRAM_TOKEN and/or TGWATCH_CHANNELS")
             return enqueuer.stats

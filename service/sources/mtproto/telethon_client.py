@@ -96,7 +96,7 @@ def translate(exc: BaseException, operation: str) -> BaseException:
     for error_type, reason in _LOGIN:
         if isinstance(exc, error_type):
             return LoginFailedError(reason)
-    if isinstance(exc, ConnectionError | OSError | asyncio.TimeoutError | errors.ServerError):
+    if isinstance(exc, OSError | errors.ServerError):  # timeouts and resets are OSErrors
         return DisconnectedError(f"{operation}: {name}")
     return exc
 
@@ -188,18 +188,25 @@ class TelethonClient:
         return messages_from_history(await self._call("history", request))
 
     async def updates(self) -> AsyncIterator[ChannelEvent]:
+        """Events as the handler queued them; what was queued before a disconnect comes first."""
         disconnected = asyncio.ensure_future(self._client.disconnected)
+        getter: asyncio.Future[ChannelEvent] | None = None
         try:
             while True:
+                if not self._queue.empty():
+                    yield self._queue.get_nowait()
+                    continue
+                if disconnected.done():
+                    raise DisconnectedError("connection to Telegram lost")
                 getter = asyncio.ensure_future(self._queue.get())
                 await asyncio.wait({getter, disconnected}, return_when=asyncio.FIRST_COMPLETED)
                 if getter.done():
                     yield getter.result()
-                    continue
-                getter.cancel()
-                raise DisconnectedError("connection to Telegram lost")
+                else:
+                    getter.cancel()
         finally:
-            disconnected.cancel()
+            if getter is not None:
+                getter.cancel()
 
     async def log_out(self) -> None:
         try:

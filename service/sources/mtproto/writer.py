@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -24,7 +25,18 @@ from service.store.posts import PostStore
 
 log = structlog.get_logger(__name__)
 
+
+@runtime_checkable
+class FlushingSink(PostSink, Protocol):
+    """A sink that buffers (the queue's Enqueuer) and can put what it holds on the queue now."""
+
+    async def flush(self) -> None: ...
+
+
 SOURCE = "mtproto"
+# Gaps between posts measured before a channel's pace is exported (and can raise the silence
+# alert): a channel seen posting twice has no pace to speak of.
+MIN_PACE_SAMPLES = 5
 # The content hash of a deleted version: a version of its own, whatever the text was.
 DELETED_HASH = "deleted"
 
@@ -69,8 +81,12 @@ class ChannelWriter:
             if await self.sink.put(post):
                 taken += 1
             emitted[post.message_id] = post.content_hash
-            if arrived is not None and self.metrics is not None:
-                self.metrics.enqueued_after(time.monotonic() - arrived)
+        if emitted and isinstance(self.sink, FlushingSink):
+            # On the queue before the watermark moves past them: a process killed in between
+            # leaves them unrecorded, and the next reader of the channel reads them again.
+            await self.sink.flush()
+        if emitted and arrived is not None and self.metrics is not None:
+            self.metrics.enqueued_after(time.monotonic() - arrived)
         await self.channels.record_seen(key, emitted, watermark)
         fresh = [post for post in posts if post.message_id in emitted and not post.is_edit]
         if fresh:
@@ -82,8 +98,8 @@ class ChannelWriter:
 
     async def healthy(self, key: str) -> None:
         """The channel was read (caught up or a live post arrived): clear its failures."""
-        _last, _interval, _samples = await self.accounts.activity(key)
-        await self.channels.record_success(key, at=self.clock(), newest_date=_last, source=SOURCE)
+        last, _interval, _samples = await self.accounts.activity(key)
+        await self.channels.record_success(key, at=self.clock(), newest_date=last, source=SOURCE)
 
     async def failed(self, key: str, error: str) -> None:
         await self.channels.record_error(key, at=self.clock(), error=error, source=SOURCE)
@@ -96,10 +112,10 @@ class ChannelWriter:
         alert then works right after a restart or a takeover)."""
         if self.metrics is None:
             return
-        last, interval, _samples = await self.accounts.activity(key)
+        last, interval, samples = await self.accounts.activity(key)
         self.metrics.source(key, SOURCE)
         if last is not None:
-            self.metrics.post(key, last, interval)
+            self.metrics.post(key, last, interval if samples >= MIN_PACE_SAMPLES else None)
 
     async def record_deleted(self, key: str, message_ids: Sequence[int]) -> int:
         """Store a deleted version of each known post; returns how many were recorded."""
@@ -130,8 +146,3 @@ class ChannelWriter:
         if self.metrics is not None and last is not None:
             # An estimate from fewer than a few gaps is no "usual pace" yet.
             self.metrics.post(key, last, interval if samples >= MIN_PACE_SAMPLES else None)
-
-
-# Gaps between posts measured before a channel's pace is exported (and can raise the silence
-# alert): a channel seen post twice has no pace to speak of.
-MIN_PACE_SAMPLES = 5

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from service.store.accounts import FALLBACK_ACCOUNT, channel_sources, list_accounts, lease_key
+from service.store.accounts import FALLBACK_ACCOUNT, channel_sources, lease_key, list_accounts
 from tests.sources.mtproto.conftest import LEASE, Rig, wait_for
 
 CHANNELS = [f"chan{n:02d}" for n in range(10)]
@@ -272,10 +272,13 @@ async def test_edits_albums_service_messages_and_deletions(rig: Rig) -> None:
     edited_post, edited_album = rig.sink.posts[2], rig.sink.posts[3]
     assert (edited_post.text, edited_post.edited) == ("second version", True)
     assert (edited_album.message_id, edited_album.album_items, edited_album.edited) == (
-        2, (2, 3, 4), True
+        2,
+        (2, 3, 4),
+        True,
     )
     assert edited_album.text == "Album caption, corrected"
     service_id = rig.world.service_message(channel)
+
     async def watermark_at_service() -> bool:
         return await rig.channels.watermark("mixed") == service_id
 
