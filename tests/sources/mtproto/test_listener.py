@@ -81,6 +81,10 @@ async def test_posts_from_accounts_and_from_the_fallback_reach_the_queue_once(
             await wait_for(lambda: len(queued_posts(redis_client)) == 5, what="2 + 3 posts")
             world.publish(world.channel("openchan"), "live from an account")
             await wait_for(lambda: len(queued_posts(redis_client)) == 6, what="the live post")
+            latency = metrics.registry.get_sample_value(
+                "tgwatch_mtproto_update_to_enqueue_seconds_count"
+            )
+            assert latency == 1.0  # the live post, timed from its update to the queue
         finally:
             stop.set()
             await task
