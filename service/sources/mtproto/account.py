@@ -28,16 +28,15 @@ from service.sources.mtproto.albums import assemble_album, group_albums
 from service.sources.mtproto.client import (
     CHANNEL_LIMIT,
     AccountUnusableError,
-    ChannelEvent,
     ChannelMessage,
     ChannelRef,
     ChannelUnreadableError,
-    Deletion,
     DisconnectedError,
     FloodWaitError,
     MtprotoClient,
     is_invite,
 )
+from service.sources.mtproto.live import LiveFeed, Tracked
 from service.sources.mtproto.settings import MtprotoSettings
 from service.sources.mtproto.writer import ChannelWriter
 from service.store.accounts import AccountStore
@@ -47,19 +46,15 @@ log = structlog.get_logger(__name__)
 JOIN, HISTORY = "join", "history"
 # Which work a FloodWaitError on an operation pauses.
 FLOOD_KIND = {"resolve": JOIN, "join": JOIN, "history": HISTORY}
-# Album items arrive as separate updates within milliseconds; an album is emitted once no new
-# item has come for this long (as the bot source does).
-ALBUM_WAIT_SECONDS = 1.0
 # Telegram albums hold at most 10 items: an edited item's album lies within 10 ids either side.
 ALBUM_MAX_ITEMS = 10
 # Reconnect after a lost connection from 1 s, doubling to a minute: an outage must not turn into
 # a tight loop, and recovery should be noticed within a minute.
 RECONNECT_MIN_SECONDS = 1.0
 RECONNECT_MAX_SECONDS = 60.0
-# A request that failed for another reason is retried after this long (the resync retries too).
+# Work that failed for another reason (Redis, the sink) is tried again after this long, while the
+# account's other channels go on; a lost connection pauses all work this long before retrying.
 RETRY_SECONDS = 5.0
-# The account's "last update" in Redis is written at most this often (every update is too much).
-UPDATE_STAMP_SECONDS = 5.0
 # Stopping cancels the account's tasks, again every 0.1 s for one that swallowed the cancel,
 # giving up waiting after 10 s (a stop must not hang on a stuck request).
 CANCEL_ROUNDS = 100
@@ -77,20 +72,6 @@ async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
             task.cancel()
         await asyncio.wait(pending, timeout=CANCEL_WAIT_SECONDS)
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-@dataclass
-class Tracked:
-    """A channel leased to this account."""
-
-    entry: str
-    ref: ChannelRef | None = None
-    synced: bool = False  # caught up since the last (re)connect: live posts move the watermark
-    live_max: int = 0  # newest id seen live while not synced
-
-    @property
-    def key(self) -> str:
-        return self.ref.key if self.ref is not None else self.entry
 
 
 @dataclass(frozen=True)
@@ -132,10 +113,9 @@ class AccountRunner:
         self._wake = asyncio.Event()
         self._online = asyncio.Event()
         self._flood_until: dict[str, float] = {}
-        self._albums: dict[tuple[str, str], list[Post]] = {}
-        self._album_seen: dict[tuple[str, str], float] = {}
-        self._album_tasks: set[asyncio.Task[None]] = set()
-        self._stamped = 0.0
+        self._retries: set[asyncio.TimerHandle] = set()
+        self.feed = LiveFeed(name, writer, store, tracked=self.tracked, by_id=self._by_id,
+                             resync=self._resync, metrics=metrics)  # fmt: skip
 
     # --- what the pool asks ----------------------------------------------------------------------
     @property
@@ -172,13 +152,16 @@ class AccountRunner:
             asyncio.create_task(self._connection_loop()),
             asyncio.create_task(self._work_loop()),
             asyncio.create_task(self._resync_loop()),
+            asyncio.create_task(self.feed.run()),
         ]
         stopper = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             await cancel_and_wait([*tasks, stopper])
-            await self._flush_albums()
+            for retry in self._retries:
+                retry.cancel()
+            await self.feed.close()
             self._online.clear()
             try:
                 await self.client.disconnect()
@@ -203,7 +186,7 @@ class AccountRunner:
                     if tracked.ref is not None:
                         self._queue(Work(HISTORY, tracked.entry))
                 async for event in self.client.updates():
-                    await self._on_event(event, time.monotonic())
+                    self.feed.put(event)
                 raise DisconnectedError("the update stream ended")
             except AccountUnusableError as exc:
                 await self._become_unusable(exc)
@@ -279,10 +262,11 @@ class AccountRunner:
                             error=str(exc))  # fmt: skip
                 self._queue(work, front=True)
                 await asyncio.sleep(RETRY_SECONDS)
-            except Exception as exc:  # Redis or the sink: the channel is retried at resync
+            except Exception as exc:  # Redis or the sink: this channel waits, the others go on
                 log.error("mtproto_work_failed", account=self.name, channel=work.entry,
                           kind=work.kind, error=repr(exc))  # fmt: skip
                 await self._note_failure(tracked, repr(exc))
+                self._retry_later(work)
 
     async def _join(self, tracked: Tracked) -> None:
         cached = await self.store.cached_ref(self.name, tracked.entry)
@@ -331,6 +315,8 @@ class AccountRunner:
         if not complete and watermark is not None:
             log.warning("mtproto_gap_unfilled", account=self.name, channel=key, after=watermark,
                         before=before, pages=pages)  # fmt: skip
+        if not self._holds(tracked):  # shed or lost while reading: the new reader emits them
+            return
         for message in collected:
             if message.rejected is not None:
                 await self.writer.reject(message.rejected)
@@ -353,6 +339,8 @@ class AccountRunner:
         )
         items = {m.message_id: m.post for m in page if m.post and m.post.album_id == item.album_id}
         items[item.message_id] = item
+        if not self._holds(tracked):
+            return
         album = assemble_album(list(items.values()), edited=True)
         await self.writer.emit(tracked.key, [album], watermark=None)
 
@@ -392,12 +380,27 @@ class AccountRunner:
         await self.store.release_channel(tracked.entry, self.name, self.token)
         self.drop(tracked.entry)
 
+    def _holds(self, tracked: Tracked) -> bool:
+        """The account still reads this channel (it was not shed or lost meanwhile)."""
+        return self.tracked.get(tracked.entry) is tracked
+
+    def _resync(self, tracked: Tracked, album: Post | None) -> None:
+        """Read a channel again from its watermark (or, for an edited album item, its album)."""
+        self._queue(Work(HISTORY, tracked.entry, album=album))
+
+    def _retry_later(self, work: Work) -> None:
+        def retry() -> None:
+            self._retries.discard(handle)
+            self._queue(work)
+
+        handle = asyncio.get_running_loop().call_later(RETRY_SECONDS, retry)
+        self._retries.add(handle)
+
     async def _note_failure(self, tracked: Tracked, error: str) -> None:
         try:
             await self.writer.failed(tracked.key, error)
         except Exception as exc:  # Redis is away too: the log line above is all we can do
             log.warning("mtproto_health_not_recorded", channel=tracked.key, error=repr(exc))
-        await asyncio.sleep(RETRY_SECONDS)
 
     async def _become_unusable(self, exc: AccountUnusableError) -> None:
         self.unusable = exc.reason
@@ -423,83 +426,3 @@ class AccountRunner:
             self.metrics.connected(self.name, online)
         log.info("mtproto_account_connected" if online else "mtproto_account_offline",
                  account=self.name)  # fmt: skip
-
-    # --- updates ----------------------------------------------------------------------------------
-    async def _on_event(self, event: ChannelEvent, arrived: float) -> None:
-        now = time.time()
-        if self.metrics is not None:
-            self.metrics.updated(self.name, now)
-        if now - self._stamped >= UPDATE_STAMP_SECONDS:
-            self._stamped = now
-            await self.store.update(self.name, last_update=now)
-        tracked = self._by_id.get(event.channel_id)
-        if tracked is None:  # a channel the account is in but another account reads
-            return
-        if isinstance(event, Deletion):
-            try:
-                await self.writer.record_deleted(tracked.key, event.message_ids)
-            except Exception as exc:  # the post store is away: the deletion is only logged
-                log.error("mtproto_deletion_not_recorded", channel=tracked.key, error=repr(exc))
-            return
-        try:
-            await self._on_message(tracked, event, arrived)
-        except Exception as exc:  # Redis or the sink failed: read the channel again from its mark
-            log.error("mtproto_update_failed", account=self.name, channel=tracked.key,
-                      message_id=event.message_id, error=repr(exc))  # fmt: skip
-            tracked.synced = False
-            self._queue(Work(HISTORY, tracked.entry))
-
-    async def _on_message(self, tracked: Tracked, event: ChannelMessage, arrived: float) -> None:
-        if not tracked.synced:
-            tracked.live_max = max(tracked.live_max, event.message_id)
-        watermark = event.message_id if tracked.synced else None
-        if event.rejected is not None:
-            await self.writer.reject(event.rejected)
-        post = event.post
-        if post is None:
-            if watermark is not None:
-                await self.writer.move_watermark(tracked.key, watermark)
-        elif post.album_id is not None and event.edited:
-            self._queue(Work(HISTORY, tracked.entry, album=post))
-        elif post.album_id is not None:
-            self._buffer_album(tracked, post)
-        else:
-            await self.writer.emit(tracked.key, [post], watermark=watermark, arrived=arrived)
-
-    def _buffer_album(self, tracked: Tracked, post: Post) -> None:
-        key = (tracked.entry, str(post.album_id))
-        self._albums.setdefault(key, []).append(post)
-        self._album_seen[key] = time.monotonic()
-        if len(self._albums[key]) == 1:
-            task = asyncio.create_task(self._album_when_quiet(key))
-            self._album_tasks.add(task)
-            task.add_done_callback(self._album_tasks.discard)
-
-    async def _album_when_quiet(self, key: tuple[str, str]) -> None:
-        while True:  # each new item of the album pushes the end of the wait back
-            wait = self._album_seen[key] + ALBUM_WAIT_SECONDS - time.monotonic()
-            if wait <= 0:
-                break
-            await asyncio.sleep(wait)
-        await self._emit_album(key)
-
-    async def _emit_album(self, key: tuple[str, str]) -> None:
-        items = self._albums.pop(key, None)
-        self._album_seen.pop(key, None)
-        tracked = self.tracked.get(key[0])
-        if not items or tracked is None:
-            return
-        album = assemble_album(items)
-        newest = max(album.album_items)
-        await self.writer.emit(tracked.key, [album], watermark=newest if tracked.synced else None)
-
-    async def _flush_albums(self) -> None:
-        """Emit buffered albums now (stopping must not lose them)."""
-        for task in list(self._album_tasks):
-            task.cancel()
-        await asyncio.gather(*self._album_tasks, return_exceptions=True)
-        for key in list(self._albums):
-            try:
-                await self._emit_album(key)
-            except Exception as exc:  # Redis away at shutdown: a catch-up will bring it back
-                log.error("mtproto_album_lost", channel=key[0], error=repr(exc))

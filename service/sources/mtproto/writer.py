@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import structlog
@@ -31,6 +32,23 @@ class FlushingSink(PostSink, Protocol):
     """A sink that buffers (the queue's Enqueuer) and can put what it holds on the queue now."""
 
     async def flush(self) -> None: ...
+
+
+@runtime_checkable
+class BatchSink(PostSink, Protocol):
+    """A sink that takes many posts in one call (the Enqueuer: one claim round trip)."""
+
+    async def put_many(self, posts: Sequence[Post]) -> int: ...
+
+
+@dataclass(frozen=True)
+class Emission:
+    """One channel's share of an ``emit_many``."""
+
+    key: str
+    posts: Sequence[Post]
+    watermark: int | None
+    arrived: Sequence[float] = ()
 
 
 SOURCE = "mtproto"
@@ -67,30 +85,50 @@ class ChannelWriter:
         posts: Sequence[Post],
         *,
         watermark: int | None,
-        arrived: float | None = None,
+        arrived: Sequence[float] = (),
     ) -> int:
         """Hand over the versions not emitted before; record them and move the watermark (never
-        back). ``arrived`` (monotonic) times a live update to its enqueueing. Returns how many
-        versions the sink took as new."""
-        known = await self.channels.hashes(key, [post.message_id for post in posts])
-        emitted: dict[int, str] = {}
-        taken = 0
-        for post in posts:
-            if known.get(post.message_id) == post.content_hash:
-                continue
-            if await self.sink.put(post):
-                taken += 1
-            emitted[post.message_id] = post.content_hash
-        if emitted and isinstance(self.sink, FlushingSink):
+        back). ``arrived`` (monotonic, one per live post) times updates to their enqueueing.
+        Returns how many versions the sink took as new."""
+        return await self.emit_many([Emission(key, posts, watermark, arrived)])
+
+    async def emit_many(self, emissions: Sequence[Emission]) -> int:
+        """``emit`` for several channels at once: one claim round trip and one queue job."""
+        fresh: list[Post] = []
+        emitted: list[dict[int, str]] = []
+        for emission in emissions:
+            ids = [post.message_id for post in emission.posts]
+            known = await self.channels.hashes(emission.key, ids)
+            new = {
+                p.message_id: p for p in emission.posts if known.get(p.message_id) != p.content_hash
+            }
+            fresh.extend(new.values())
+            emitted.append({message_id: post.content_hash for message_id, post in new.items()})
+        taken = await self._hand_over(fresh)
+        if fresh and isinstance(self.sink, FlushingSink):
             # On the queue before the watermark moves past them: a process killed in between
             # leaves them unrecorded, and the next reader of the channel reads them again.
             await self.sink.flush()
-        if emitted and arrived is not None and self.metrics is not None:
-            self.metrics.enqueued_after(time.monotonic() - arrived)
-        await self.channels.record_seen(key, emitted, watermark)
-        fresh = [post for post in posts if post.message_id in emitted and not post.is_edit]
-        if fresh:
-            await self._note_activity(key, max(post.date.timestamp() for post in fresh))
+        if fresh and self.metrics is not None:
+            now = time.monotonic()
+            for moment in (m for emission in emissions for m in emission.arrived):
+                self.metrics.enqueued_after(now - moment)
+        for emission, hashes in zip(emissions, emitted, strict=True):
+            await self.channels.record_seen(emission.key, hashes, emission.watermark)
+            dates = [p.date.timestamp() for p in emission.posts
+                     if p.message_id in hashes and not p.is_edit]  # fmt: skip
+            if dates:
+                await self._note_activity(emission.key, max(dates))
+        return taken
+
+    async def _hand_over(self, posts: list[Post]) -> int:
+        if not posts:
+            return 0
+        if isinstance(self.sink, BatchSink):
+            return await self.sink.put_many(posts)
+        taken = 0
+        for post in posts:
+            taken += bool(await self.sink.put(post))
         return taken
 
     async def move_watermark(self, key: str, watermark: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -36,10 +37,11 @@ class RecordingSink(Enqueuer):
         super().__init__(connection, batch_wait=0.05)
         self.account = account
 
-    async def put(self, post: Post) -> bool:
-        await asyncio.to_thread(self.connection.rpush, PUTS_KEY,
-                                f"{self.account} {post.version_key}")  # fmt: skip
-        return await super().put(post)
+    async def put_many(self, posts: Sequence[Post]) -> int:
+        if posts:
+            entries = [f"{self.account} {post.version_key}" for post in posts]
+            await asyncio.to_thread(self.connection.rpush, PUTS_KEY, *entries)
+        return await super().put_many(posts)
 
 
 def read_lines(feed: Path) -> list[str]:
