@@ -14,6 +14,8 @@ the bundled sample's texts under new ids (~1 KB each):
   latency then includes the wait behind the updates before it).
 - **catch-up**: one channel ``--updates`` posts behind its watermark, read at 100 a page
   (``catchup_pages`` large enough for all of it): posts per second from lease to queue.
+- **mapping**: ``--updates`` channel updates as bytes, read back by Telethon and mapped to posts
+  (what the stand-in above skips): microseconds per update.
 
 Without ``--redis-url`` an embedded Redis in a temporary directory is used, so the benchmark
 never touches a database of yours.
@@ -171,7 +173,8 @@ async def close(stop: asyncio.Event, task: asyncio.Task[None], resources: list[o
 def percentiles(values: list[float]) -> str:
     cuts = statistics.quantiles(values, n=100, method="inclusive")
     ms = {name: cuts[q - 1] * 1000 for name, q in (("p50", 50), ("p90", 90), ("p99", 99))}
-    return ", ".join(f"{k} {v:.1f} ms" for k, v in ms.items()) + f", max {max(values) * 1000:.1f} ms"
+    listed = ", ".join(f"{name} {value:.1f} ms" for name, value in ms.items())
+    return f"{listed}, max {max(values) * 1000:.1f} ms"
 
 
 async def live(url: str, updates: int, rate: float | None) -> None:
@@ -214,13 +217,42 @@ async def catch_up(url: str, updates: int) -> None:
     pages = updates // 100 + 1
     settings = MtprotoSettings(api_id=1, api_hash="x", lease_seconds=30.0, catchup_pages=pages)
     started = time.perf_counter()
-    pool, sink, stop, task, resources = await run_pool(url, stream, [name], settings)
+    _pool, sink, stop, task, resources = await run_pool(url, stream, [name], settings)
     await until(lambda: len(sink.queued) >= updates)
     took = time.perf_counter() - started
     print(f"catch-up, one channel {updates} posts behind its watermark: {updates / took:,.0f} "
           f"posts/s ({took:.2f} s from start, {pages} pages of 100)")  # fmt: skip
     await close(stop, task, resources)
     client.close()
+
+
+def mapping(updates: int) -> None:
+    """Telethon reading an update's bytes, then the mapping into a post, per message."""
+    from telethon.extensions import BinaryReader
+    from telethon.tl import types
+
+    from service.sources.mtproto.mapping import events_from_updates
+
+    base = [p for p in parse_file(SAMPLE / "mfa_russia_sample.json").posts if p.text]
+    channel = types.Channel(id=1001, title="Russian MFA", photo=types.ChatPhotoEmpty(),
+                            date=base[0].date, access_hash=7, username="mfa_russia",
+                            broadcast=True)  # fmt: skip
+    raw = []
+    for number in range(updates):
+        post = base[number % len(base)]
+        entities = [types.MessageEntityHashtag(0, 1)] if post.text else []
+        message = types.Message(id=number + 1, peer_id=types.PeerChannel(1001), date=post.date,
+                                message=post.text, post=True, entities=entities,
+                                views=100, forwards=1)  # fmt: skip
+        update = types.UpdateNewChannelMessage(message=message, pts=number, pts_count=1)
+        raw.append(bytes(types.Updates([update], [], [channel], post.date, 0)))
+    started = time.perf_counter()
+    mapped = 0
+    for data in raw:
+        mapped += len(events_from_updates(BinaryReader(data).tgread_object()))
+    took = time.perf_counter() - started
+    print(f"mapping: {mapped} updates read by Telethon and mapped to posts: "
+          f"{took / updates * 1e6:.0f} us per update ({updates / took:,.0f}/s)")  # fmt: skip
 
 
 def main() -> None:
@@ -242,6 +274,7 @@ def main() -> None:
         asyncio.run(live(url, args.updates, args.rate))
         asyncio.run(live(url, args.updates, None))
         asyncio.run(catch_up(url, args.updates))
+        mapping(args.updates)
         jobs = posts_queue(client).count
         print(f"jobs on the posts queue: {jobs}")
         client.close()

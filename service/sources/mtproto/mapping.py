@@ -14,6 +14,8 @@ Telethon's binary serialization maps exactly as one a live handler receives.
 
 from __future__ import annotations
 
+import bisect
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,7 @@ from typing import Any
 from telethon.tl import types
 
 from service.core.formats.result import Rejected
-from service.core.post import CHANNEL_ID_BASE, Entity, ForwardOrigin, Post, utf16_to_index
+from service.core.post import CHANNEL_ID_BASE, Entity, ForwardOrigin, Post
 from service.sources.mtproto.client import ChannelEvent, ChannelMessage, ChannelRef, Deletion
 
 SOURCE = "mtproto"
@@ -116,10 +118,29 @@ def channel_ref(chat: Any) -> ChannelRef | None:
     return None
 
 
+# Characters outside the BMP: two UTF-16 code units each (flags, most emoji).
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+class Utf16Offsets:
+    """UTF-16 offsets of ``text`` as string indices, without a table of every unit: only the
+    characters that take two units are listed (a channel post has a few emoji in ~1 KB of text,
+    and a per-character table costs ~0.15 ms a post). A unit in the middle of a surrogate pair
+    is the index of the character it belongs to, as ``post.utf16_to_index`` says."""
+
+    def __init__(self, text: str) -> None:
+        # The k-th astral character, at index i, starts at UTF-16 offset i + k.
+        self.starts = [m.start() + k for k, m in enumerate(_ASTRAL.finditer(text))]
+        self.units = len(text) + len(self.starts)
+
+    def index(self, offset: int) -> int:
+        return offset - bisect.bisect_left(self.starts, offset)
+
+
 def _entities(text: str, raw: Iterable[Any] | None) -> tuple[Entity, ...]:
     if not raw:
         return ()
-    table = utf16_to_index(text)
+    offsets = Utf16Offsets(text)
     entities: list[Entity] = []
     for item in raw:
         type_ = ENTITY_TYPES.get(type(item))
@@ -132,11 +153,12 @@ def _entities(text: str, raw: Iterable[Any] | None) -> tuple[Entity, ...]:
             url = f"tg://user?id={item.user_id}"
         elif isinstance(item, types.MessageEntityBlockquote) and item.collapsed:
             type_ = "expandable_blockquote"
-        try:
-            entity = Entity.from_utf16(text, table, type_, item.offset, item.length, url=url)
-        except ValueError as exc:
-            raise MappingError(str(exc)) from exc
-        entities.append(entity)
+        if item.offset < 0 or item.length < 0 or item.offset + item.length > offsets.units:
+            raise MappingError(
+                f"entity {type_} at {item.offset}+{item.length} lies outside the text"
+            )
+        start, end = offsets.index(item.offset), offsets.index(item.offset + item.length)
+        entities.append(Entity(type_, start, end - start, text[start:end], url))
     return tuple(entities)
 
 

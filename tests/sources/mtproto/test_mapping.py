@@ -12,16 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from telethon.tl import types
 
 from service.core.formats.botapi import parse_update, parse_updates
 from service.core.formats.export import parse_export
 from service.core.formats.preview import parse_preview
-from service.core.post import Post, bare_channel_id
+from service.core.post import Post, bare_channel_id, utf16_to_index
 from service.sources.mtproto.albums import assemble_album, group_albums
 from service.sources.mtproto.client import ChannelMessage, Deletion
 from service.sources.mtproto.mapping import (
     Peers,
+    Utf16Offsets,
     events_from_updates,
     map_message,
     media_kind,
@@ -439,3 +442,10 @@ def test_a_history_page_maps_newest_first() -> None:
     assert all(m.post is None or m.post.channel == "TestChan" for m in mapped)
     direct = types.Message(id=1, peer_id=types.PeerUser(5), date=DATE, message="not a channel")
     assert map_message(tl.roundtrip(direct), Peers()) is None
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=60))
+def test_utf16_offsets_agree_with_the_core_table(text: str) -> None:
+    offsets, table = Utf16Offsets(text), utf16_to_index(text)
+    assert offsets.units == len(table) - 1 == len(text.encode("utf-16-le")) // 2
+    assert [offsets.index(unit) for unit in range(len(table))] == table
