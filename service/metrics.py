@@ -241,7 +241,7 @@ class Metrics:
             ProcessCollector(registry=r)
             GCCollector(registry=r)
         self._redis_collector: RedisStateCollector | None = None
-        self.mtproto = MtprotoMetrics(r, self.bounded)
+        self.mtproto = MtprotoMetrics(r, self.bounded, self.set_source_lag)
 
     # --- exposition ----------------------------------------------------------------------------
     def exposition_registry(self) -> CollectorRegistry:
@@ -453,10 +453,14 @@ class MtprotoMetrics:
     """
 
     def __init__(
-        self, registry: CollectorRegistry, bounded: Callable[[str, str, str], str]
+        self,
+        registry: CollectorRegistry,
+        bounded: Callable[[str, str, str], str],
+        set_lag: Callable[[str, datetime], None] | None = None,
     ) -> None:
         r = registry
         self._bounded = bounded
+        self._set_lag = set_lag  # the shared tgwatch_source_lag_seconds, per channel
         self._unusable: dict[str, str] = {}  # account -> the reason its series carries
         self._sources: dict[str, str] = {}  # channel label -> the source its series carries
         self.account_connected = Gauge(
@@ -544,6 +548,11 @@ class MtprotoMetrics:
                       self.account_last_update):  # fmt: skip
             with suppress(KeyError):
                 gauge.remove(account)
+
+    def lag(self, channel: str, newest_post: float) -> None:
+        """The channel was read just now and its newest post is dated ``newest_post``."""
+        if self._set_lag is not None:
+            self._set_lag(channel, datetime.fromtimestamp(newest_post, UTC))
 
     def post(self, channel: str, date: float, interval: float | None) -> None:
         label = self._channel(channel)

@@ -1,23 +1,16 @@
-"""MTProto accounts and channel leases in Redis: which account reads which channel, and how the
-accounts are doing. The one owner of every ``mtproto:`` key.
+"""MTProto accounts in Redis: their state and health, what they resolved, what they could not
+read, and the channels' pace. The one owner of the ``mtproto:`` keys other than the leases
+(``store.leases``), whose store ``AccountStore`` extends so the pool holds one object.
 
 Layout (every key under ``MTPROTO_PREFIX``):
 - ``accounts``               SET     registered account names (`tgwatch accounts add`)
 - ``account:<name>``         HASH    state, reason, state_at, added_at, user_id, display, connected,
   connected_at, last_update, flood_until, flood_seconds, flood_operation, last_error
-- ``account-lease:<name>``   STRING  token of the process running the account (TTL: a lease)
-- ``lease:<entry>``          STRING  ``<account> <token>`` reading the channel (TTL: a lease);
-  ``~preview`` as the account means the channel is polled from its preview (a fallback lease,
-  which any account with room may take over)
-- ``held:<account>``         ZSET    entry → lease expiry (ms): the account's channels are the
-  members not yet expired, counted where read, so nothing needs sweeping
 - ``resolved:<account>``     HASH    entry → ChannelRef JSON (access hashes are per account), so a
   restart does not resolve usernames again
 - ``refused:<entry>``        HASH    account → {"reason", "at"}: accounts that could not read it
 - ``fallback``               HASH    entry → {"reason", "at", "polled"}: channels no account reads
 - ``activity:<channel>``     HASH    last_post, interval, samples: the channel's usual pace
-
-Leases and counts use Redis's clock (TIME inside the scripts), so hosts with skewed clocks agree.
 """
 
 from __future__ import annotations
@@ -31,14 +24,19 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 
-from service import constants
 from service.redis import text
+from service.store.leases import (
+    MTPROTO_PREFIX,
+    LeaseStore,
+    account_lease_key,
+    held_key,
+    holder_of,
+    lease_key,
+    release_all,
+)
 
-MTPROTO_PREFIX = constants.KEY_PREFIX + "mtproto:"
 ACCOUNTS_KEY = MTPROTO_PREFIX + "accounts"
 FALLBACK_KEY = MTPROTO_PREFIX + "fallback"
-# The pseudo-account of fallback leases: channels polled from their preview page.
-FALLBACK_ACCOUNT = "~preview"
 # An account that could not read a channel is not asked again for this long: a private channel
 # stays private for a while, yet an invite or an unban is noticed within hours.
 REFUSAL_TTL_SECONDS = 6 * 3600
@@ -48,94 +46,9 @@ ACTIVITY_ALPHA = 0.1
 
 STATE_ACTIVE = "active"
 
-_ACQUIRE_CHANNEL = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] then
-  if current and not (ARGV[5] == '1' and string.sub(current, 1, 1) == '~') then return 0 end
-  if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then return -1 end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[4])
-return 1
-"""
-
-# KEYS: held, then one lease key per entry; ARGV: holder, ttl, then the entries. A lease that ran
-# out with nobody taking it is taken again (the channel was read all along); one held by another
-# holder is lost. Returns the lost entries.
-_RENEW_CHANNELS = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-local lost = {}
-for i = 2, #KEYS do
-  local entry = ARGV[i + 1]
-  local current = redis.call('GET', KEYS[i])
-  if current == ARGV[1] or not current then
-    redis.call('SET', KEYS[i], ARGV[1], 'PX', ttl)
-    redis.call('ZADD', KEYS[1], now + ttl, entry)
-  else
-    redis.call('ZREM', KEYS[1], entry)
-    table.insert(lost, entry)
-  end
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return lost
-"""
-
-_RELEASE_CHANNEL = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('ZREM', KEYS[2], ARGV[2])
-return 1
-"""
-
-# Every lease an account holds, whichever process took it (an account found banned): ARGV are the
-# lease key prefix and the account.
-_RELEASE_ACCOUNT = """
-local entries = redis.call('ZRANGE', KEYS[1], 0, -1)
-local released = 0
-for _, entry in ipairs(entries) do
-  local key = ARGV[1] .. entry
-  local current = redis.call('GET', key)
-  if current and string.sub(current, 1, #ARGV[2] + 1) == ARGV[2] .. ' ' then
-    redis.call('DEL', key)
-    released = released + 1
-  end
-end
-redis.call('DEL', KEYS[1])
-return released
-"""
-
-_ACQUIRE_ACCOUNT = """
-local current = redis.call('GET', KEYS[1])
-if current and current ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-_RELEASE_ACCOUNT_LEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 def account_key(name: str) -> str:
     return f"{MTPROTO_PREFIX}account:{name}"
-
-
-def account_lease_key(name: str) -> str:
-    return f"{MTPROTO_PREFIX}account-lease:{name}"
-
-
-def lease_key(entry: str) -> str:
-    return f"{MTPROTO_PREFIX}lease:{entry}"
-
-
-def held_key(account: str) -> str:
-    return f"{MTPROTO_PREFIX}held:{account}"
 
 
 def resolved_key(account: str) -> str:
@@ -148,11 +61,6 @@ def refused_key(entry: str) -> str:
 
 def activity_key(channel: str) -> str:
     return f"{MTPROTO_PREFIX}activity:{channel.lower()}"
-
-
-def holder_of(value: object) -> str | None:
-    """The account in a lease value (``<account> <token>``)."""
-    return None if value is None else text(value).split(" ", 1)[0]
 
 
 def next_interval(interval: float | None, gap: float) -> float:
@@ -227,17 +135,9 @@ def _decode_json_hash(raw: Mapping[Any, Any]) -> dict[str, dict[str, Any]]:
     return {text(key): json.loads(text(value)) for key, value in raw.items()}
 
 
-class AccountStore:
-    """Async access for the pool (see the module docstring for the layout)."""
-
-    def __init__(self, client: aioredis.Redis) -> None:
-        self.client = client
-        self._acquire_channel = client.register_script(_ACQUIRE_CHANNEL)
-        self._renew_channels = client.register_script(_RENEW_CHANNELS)
-        self._release_channel = client.register_script(_RELEASE_CHANNEL)
-        self._release_account = client.register_script(_RELEASE_ACCOUNT)
-        self._acquire_account = client.register_script(_ACQUIRE_ACCOUNT)
-        self._release_account_lease = client.register_script(_RELEASE_ACCOUNT_LEASE)
+class AccountStore(LeaseStore):
+    """Async access for the pool: accounts, resolved channels, refusals, fallbacks and channel
+    pace here, the leases from ``LeaseStore`` (see the module docstrings for the layouts)."""
 
     @classmethod
     def from_url(cls, url: str) -> AccountStore:
@@ -274,9 +174,7 @@ class AccountStore:
         """The account is banned, deactivated or logged out: record it and free its channels at
         once (not after their leases run out). Returns the channels freed."""
         await self.update(name, state=state, reason=reason, state_at=time.time(), connected=False)
-        return int(await self._release_account(
-            keys=[held_key(name)], args=[lease_key(""), name]
-        ))  # fmt: skip
+        return await self.release_all(name)
 
     async def acquire_account(self, name: str, token: str, ttl: float) -> bool:
         """Take (or keep) the right to run an account; one process at a time runs it."""
@@ -452,11 +350,9 @@ def register_account(client: redis.Redis, name: str, user_id: int, display: str)
 
 def remove_account(client: redis.Redis, name: str) -> int:
     """Forget an account and free its channels now; returns the channels freed."""
-    released = client.register_script(_RELEASE_ACCOUNT)(
-        keys=[held_key(name)], args=[lease_key(""), name]
-    )
+    released = release_all(client, name)
     pipe = client.pipeline(transaction=True)
     pipe.srem(ACCOUNTS_KEY, name)
     pipe.delete(account_key(name), resolved_key(name), account_lease_key(name))
     pipe.execute()
-    return int(released)
+    return released

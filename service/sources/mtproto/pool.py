@@ -36,7 +36,8 @@ from service.sources.mtproto.account import AccountRunner, cancel_and_wait
 from service.sources.mtproto.client import MtprotoClient, channel_entry, is_invite
 from service.sources.mtproto.settings import MtprotoSettings
 from service.sources.mtproto.writer import ChannelWriter
-from service.store.accounts import FALLBACK_ACCOUNT, AccountRecord, AccountStore
+from service.store.accounts import AccountRecord, AccountStore
+from service.store.leases import FALLBACK_ACCOUNT
 
 log = structlog.get_logger(__name__)
 

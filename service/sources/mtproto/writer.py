@@ -138,6 +138,8 @@ class ChannelWriter:
         """The channel was read (caught up or a live post arrived): clear its failures."""
         last, _interval, _samples = await self.accounts.activity(key)
         await self.channels.record_success(key, at=self.clock(), newest_date=last, source=SOURCE)
+        if self.metrics is not None and last is not None:
+            self.metrics.lag(key, last)
 
     async def failed(self, key: str, error: str) -> None:
         await self.channels.record_error(key, at=self.clock(), error=error, source=SOURCE)
@@ -184,3 +186,4 @@ class ChannelWriter:
         if self.metrics is not None and last is not None:
             # An estimate from fewer than a few gaps is no "usual pace" yet.
             self.metrics.post(key, last, interval if samples >= MIN_PACE_SAMPLES else None)
+            self.metrics.lag(key, last)

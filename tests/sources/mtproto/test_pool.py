@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from service.store.accounts import FALLBACK_ACCOUNT, channel_sources, lease_key, list_accounts
+from service.store.accounts import channel_sources, list_accounts
+from service.store.leases import FALLBACK_ACCOUNT, lease_key
 from tests.sources.mtproto.conftest import LEASE, Rig, wait_for
 
 CHANNELS = [f"chan{n:02d}" for n in range(10)]

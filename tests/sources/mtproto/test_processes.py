@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from service.queue import posts_queue
-from service.store.accounts import holder_of, lease_key
+from service.store.leases import holder_of, lease_key
 from tests.sources.mtproto.conftest import LEASE
 from tests.sources.mtproto.proc_listener import PUTS_KEY
 

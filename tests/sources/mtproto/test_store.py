@@ -8,13 +8,13 @@ import pytest
 import redis
 
 from service.store.accounts import (
-    FALLBACK_ACCOUNT,
     AccountStore,
     list_accounts,
     next_interval,
     register_account,
     remove_account,
 )
+from service.store.leases import FALLBACK_ACCOUNT
 from tests.sources.mtproto.conftest import wait_for
 
 

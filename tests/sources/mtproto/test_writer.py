@@ -101,3 +101,5 @@ async def test_new_posts_set_the_channel_pace_once_it_is_known(
     assert sample("tgwatch_channel_last_post_timestamp_seconds") == post(6).date.timestamp()
     health = await channels.health("chan")
     assert (health.source, health.failures) == ("mtproto", 0)
+    lag = metrics.registry.get_sample_value("tgwatch_source_lag_seconds", {"channel": "chan"})
+    assert lag is not None and lag >= datetime.now(UTC).timestamp() - post(6).date.timestamp() - 5
