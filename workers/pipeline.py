@@ -1,7 +1,8 @@
 """The post stage: every post version goes through here — enrich, match, alert, store.
 
 This is the single place where enrichment, matching and alerting plug in. It is synchronous
-and takes its clients from the worker context, so it runs the same in a worker and in tests.
+and takes its clients from the worker's post-stage context, so it runs the same in a worker
+and in tests.
 
 A retried batch must neither lose nor repeat an alert. So the version is stored *last* (a
 stored version is a finished one and is skipped), the alerts decided for a version are kept
@@ -22,8 +23,8 @@ from service import constants
 from service.core import alerting
 from service.core.model import Alert, Enrichment
 from service.core.post import Post
-from service.deliveries import enqueue_deliveries
-from workers.context import WorkerContext
+from service.delivery_queue import enqueue_deliveries
+from workers.context import PostStage
 
 log = structlog.get_logger(__name__)
 
@@ -47,18 +48,19 @@ def _decided_key(post: Post) -> str:
 
 
 def _decide(
-    context: WorkerContext, post: Post, enrichment: Enrichment, saved: bytes | str | None
+    context: PostStage, post: Post, enrichment: Enrichment, saved: bytes | str | None
 ) -> list[Alert]:
     """Match the post and apply the alert rules, or reuse what a failed attempt decided."""
     if saved is not None:
         return [Alert.from_dict(item) for item in json.loads(saved)]
     metrics = context.metrics
     with metrics.stage_timer("match"):
+        now = context.clock()
         index = context.rules.current()
-        matches = index.match(post, enrichment)
+        matches = index.match(post, enrichment, now)
     with metrics.stage_timer("alert"):
         alerts = alerting.process(
-            post, matches, context.match_state, enrichment=enrichment, now=context.clock()
+            post, matches, context.match_state, enrichment=enrichment, now=now
         )
     if alerts:
         context.redis.set(
@@ -69,12 +71,12 @@ def _decide(
     return alerts
 
 
-def _deliver(context: WorkerContext, alerts: list[Alert], report: StageReport) -> None:
+def _deliver(context: PostStage, alerts: list[Alert], report: StageReport) -> None:
     metrics = context.metrics
+    kinds = context.rules.kinds
     for alert in alerts:
-        metrics.match("subscription")
-        outcome = "alert" if alert.suppressed is None else f"suppressed_{alert.suppressed}"
-        metrics.alert(outcome)
+        metrics.match(kinds.get(alert.subscription_id, "keyword"))
+        metrics.alert(alert)
         report.matches += 1
         if alert.suppressed is not None:
             report.suppressed += 1
@@ -92,7 +94,7 @@ def _deliver(context: WorkerContext, alerts: list[Alert], report: StageReport) -
 
 
 def process_post(
-    context: WorkerContext,
+    context: PostStage,
     post: Post,
     report: StageReport,
     *,
@@ -117,7 +119,7 @@ def process_post(
         report.already_stored += 1
 
 
-def process_posts(context: WorkerContext, posts: list[Post]) -> StageReport:
+def process_posts(context: PostStage, posts: list[Post]) -> StageReport:
     """Run the post stage over a batch of post versions."""
     started = time.perf_counter()
     report = StageReport(received=len(posts))

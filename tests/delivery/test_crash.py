@@ -1,6 +1,6 @@
 """A delivery worker killed mid-delivery loses nothing, and the alert arrives exactly once.
 
-Recovery here is tgwatch's own (workers/delivery/journal.py), not RQ's abandoned-job handling:
+Recovery here is tgwatch's own (service/store/journal.py), not RQ's abandoned-job handling:
 the job holds a lease in Redis while it delivers; a worker that starts after the lease ran
 out re-enqueues the job on its maintenance tick, and the ledger's claim (expired with the dead
 worker) and sent marker make the second run the only completed delivery.
@@ -25,11 +25,12 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from service import constants
-from service.deliveries import DeliveryJob, enqueue_deliveries, parse_target
+from service.core.delivery import DeliveryJob, parse_target
+from service.delivery_queue import enqueue_deliveries
+from service.store.deliveries import Ledger
+from service.store.journal import Journal
 from tests.delivery.conftest import SECRET, make_alert
 from tests.delivery.receiver import WebhookReceiver
-from workers.delivery.journal import Journal
-from workers.delivery.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 3
@@ -54,7 +55,7 @@ class Workers:
 
     def start(self) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workers.delivery"],
+            [sys.executable, "-m", "service.cli", "worker", "--queue", constants.DELIVERIES_QUEUE],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.DEVNULL,

@@ -12,12 +12,12 @@ import pytest
 from aiogram import Bot
 from structlog.testing import capture_logs
 
-from service.deliveries import DeliveryJob, parse_target
+from service.core.delivery import DeliveryJob, parse_target
+from service.core.delivery import DeliveryStatus as oc  # noqa: N813 - short in tables of outcomes
 from service.telegram import make_bot
 from tests.delivery.conftest import ContextFactory, Scheduled, make_alert
 from tests.fakes.botapi import TOKEN, FakeBotAPI
 from workers.delivery import digest
-from workers.delivery import outcome as oc
 from workers.delivery.context import DeliveryContext
 from workers.delivery.dispatch import process
 from workers.delivery.ratelimit import TelegramLimits, TelegramRateLimiter

@@ -263,8 +263,7 @@ def test_compose_mounts_exist() -> None:
 
 def test_env_example_lists_settings_without_values() -> None:
     text = (ROOT / ".env.example").read_text()
-    from service.bot.settings import BotSettings
-    from workers.delivery.settings import DeliverySettings
+    from service.config import BotSettings, DeliverySettings
 
     fields = {f"TGWATCH_{name.upper()}" for name in Settings.model_fields}
     fields |= {f"TGWATCH_BOT_{name.upper()}" for name in BotSettings.model_fields}

@@ -19,8 +19,8 @@ import pytest
 import redis
 
 from service.core.rules import parse_rules
-from service.rules_watch import save_ruleset
 from service.store.posts import PostStore
+from service.store.rules import RuleStore
 from tests.delivery.conftest import SECRET
 from tests.delivery.receiver import WebhookReceiver
 from tests.fakes.botapi import FakeBotAPI
@@ -90,7 +90,7 @@ async def test_dashboard_and_alert_metrics_are_exported(
     fake_botapi: FakeBotAPI,
 ) -> None:
     client = redis_client
-    save_ruleset(client, parse_rules(RULES.format(url=receiver.url, secret=SECRET)))
+    RuleStore(client).replace(parse_rules(RULES.format(url=receiver.url, secret=SECRET)))
     listen_port, worker_port = free_port(), free_port()
     base = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TGWATCH_")},
