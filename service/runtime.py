@@ -78,8 +78,9 @@ async def build_listeners(
         # One token, one getUpdates consumer: the listener that reads channel posts also serves
         # the subscriber bot's commands and alert buttons (Telegram refuses a second poller).
         bot_listener = BotListener.from_settings(
-            settings, sink, webhook_url=settings.webhook_url, extra_updates=ALLOWED_UPDATES
-        )
+            settings, sink, webhook_url=settings.webhook_url, extra_updates=ALLOWED_UPDATES,
+            metrics=metrics,
+        )  # fmt: skip
         setup_dispatcher(
             bot_listener.dispatcher,
             client=connection,

@@ -32,6 +32,9 @@ from service.store.journal import Journal
 from tests.delivery.conftest import SECRET, make_alert
 from tests.delivery.receiver import WebhookReceiver
 
+# Real `tgwatch` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 3
 

@@ -20,6 +20,9 @@ from tests.delivery.conftest import SECRET
 from tests.delivery.receiver import WebhookReceiver
 from tests.fakes.botapi import FakeBotAPI
 
+# Real `tgwatch` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 CHAT = 4242
 
 RULES = """
