@@ -107,6 +107,7 @@ def process_post(
     if stored:
         report.already_stored += 1
         return
+    structlog.contextvars.bind_contextvars(post=post.version_key)
     with context.metrics.stage_timer("enrich"):
         enrichment = context.enricher.enrich(post)
     alerts = _decide(context, post, enrichment, saved)
@@ -131,6 +132,7 @@ def process_posts(context: PostStage, posts: list[Post]) -> StageReport:
         repeated = post.version_key in seen  # the same version twice in one batch
         seen.add(post.version_key)
         process_post(context, post, report, stored=is_stored or repeated, saved=decided)
+    structlog.contextvars.unbind_contextvars("post")
     context.metrics.post_processed(len(posts))
     log.info(
         "posts_processed",

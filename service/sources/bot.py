@@ -142,6 +142,11 @@ class UpdateIntake:
         else:
             self._hold(post)
 
+    @property
+    def pending_albums(self) -> int:
+        """Albums waiting for their last item."""
+        return len(self._albums)
+
     async def reject(self, update: object, reason: str) -> None:
         index: int | str = "webhook"
         if isinstance(update, dict) and isinstance(update.get("update_id"), int):

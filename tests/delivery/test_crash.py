@@ -116,8 +116,11 @@ async def test_worker_killed_mid_delivery_loses_nothing(
         assert ledger.sent(job_key) is None
 
         workers.start()
-        await asyncio.wait_for(receiver.got_delivery.wait(), 30)
-        await asyncio.sleep(LEASE_SECONDS + 1)  # time for any duplicate to show up
+        await asyncio.wait_for(receiver.got_delivery.wait(), 60)
+        # Settled: the lease is given up and the sent marker written, so no copy can run again.
+        async with asyncio.timeout(60):
+            while journal.held() or ledger.sent(job_key) is None:  # noqa: ASYNC110 - Redis state
+                await asyncio.sleep(0.05)
         assert len(receiver.delivered) == 1
         assert [r.answered for r in receiver.received] == [False, True]
         assert {r.webhook_id for r in receiver.received} == {alert.id}

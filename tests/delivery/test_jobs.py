@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -54,8 +54,7 @@ def test_expired_leases_are_enqueued_again_once(context: DeliveryContext) -> Non
 
 def test_maintenance_enqueues_due_digest_flushes(context: DeliveryContext) -> None:
     job = DeliveryJob(make_alert(), parse_target({"telegram": -100123, "digest": "15m"}))
-    context.digests.hold(job, datetime.now(UTC))
-    time.sleep(0.01)
+    context.digests.hold(job, datetime.now(UTC) - timedelta(seconds=1))
     assert jobs.run_maintenance(context) == {"recovered": 0, "flushes": 1}
     [queued] = context.queue.get_jobs()
     assert queued.func_name == FLUSH_DIGEST
