@@ -13,13 +13,11 @@ subscription and the post version; deliveries are claimed per alert and target).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
 import structlog
 
-from service import constants
 from service.core import alerting
 from service.core.model import Alert, Enrichment
 from service.core.post import Post
@@ -43,16 +41,12 @@ class StageReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _decided_key(post: Post) -> str:
-    return f"{constants.DECIDED_PREFIX}{post.version_key}"
-
-
 def _decide(
-    context: PostStage, post: Post, enrichment: Enrichment, saved: bytes | str | None
+    context: PostStage, post: Post, enrichment: Enrichment, saved: list[Alert] | None
 ) -> list[Alert]:
     """Match the post and apply the alert rules, or reuse what a failed attempt decided."""
     if saved is not None:
-        return [Alert.from_dict(item) for item in json.loads(saved)]
+        return saved
     metrics = context.metrics
     with metrics.stage_timer("match"):
         now = context.clock()
@@ -63,11 +57,7 @@ def _decide(
             post, matches, context.match_state, enrichment=enrichment, now=now
         )
     if alerts:
-        context.redis.set(
-            _decided_key(post),
-            json.dumps([alert.to_dict() for alert in alerts], ensure_ascii=False),
-            ex=constants.DECIDED_TTL_SECONDS,
-        )
+        context.match_state.save_decided(post.version_key, alerts)
     return alerts
 
 
@@ -99,7 +89,7 @@ def process_post(
     report: StageReport,
     *,
     stored: bool = False,
-    saved: bytes | str | None = None,
+    saved: list[Alert] | None = None,
 ) -> None:
     """Enrich, match, alert and store one post version. ``stored`` (this version is already
     stored: skip it) and ``saved`` (alerts a failed attempt decided) are read for a whole batch
@@ -126,7 +116,7 @@ def process_posts(context: PostStage, posts: list[Post]) -> StageReport:
     report = StageReport(received=len(posts))
     # Two round trips for the whole batch instead of two per post.
     stored = context.posts.has_versions(posts)
-    saved = context.redis.mget([_decided_key(post) for post in posts]) if posts else []
+    saved = context.match_state.decided([post.version_key for post in posts])
     seen: set[str] = set()
     for post, is_stored, decided in zip(posts, stored, saved, strict=True):
         repeated = post.version_key in seen  # the same version twice in one batch
