@@ -49,6 +49,7 @@ from service import constants
 from service.core.delivery import DeliveryStatus
 from service.core.model import SUPPRESSION_REASONS, Alert
 from service.core.rules import SUBSCRIPTION_KINDS
+from service.store.deliveries import Ledger
 
 log = structlog.get_logger(__name__)
 
@@ -90,8 +91,6 @@ END_TO_END_BUCKETS = (
 COMPILE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# The delivery workers' dead-letter list (alerts that used up their retries).
-DEFAULT_DEAD_LETTER_KEY = constants.DELIVERY_DEAD_KEY
 
 
 def alert_outcome(alert: Alert) -> str:
@@ -283,12 +282,11 @@ class Metrics:
         self,
         client: redis.Redis,
         queues: Sequence[str] = (constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE),
-        dead_letter_key: str = DEFAULT_DEAD_LETTER_KEY,
     ) -> RedisStateCollector:
         """Export the queue depths, failed jobs, workers and dead letters read at scrape time."""
         if self._redis_collector is not None:
             return self._redis_collector
-        collector = RedisStateCollector(client, queues, dead_letter_key)
+        collector = RedisStateCollector(client, queues)
         self.registry.register(collector)
         self._redis_collector = collector
         return collector
@@ -410,10 +408,10 @@ class RedisStateCollector(Collector):
     collector reports ``tgwatch_redis_up 0`` and skips the rest.
     """
 
-    def __init__(self, client: redis.Redis, queues: Sequence[str], dead_letter_key: str) -> None:
+    def __init__(self, client: redis.Redis, queues: Sequence[str]) -> None:
         self.client = client
         self.queues = tuple(queues)
-        self.dead_letter_key = dead_letter_key
+        self.ledger = Ledger(client)
 
     def _families(self) -> dict[str, GaugeMetricFamily]:
         return {
@@ -441,7 +439,7 @@ class RedisStateCollector(Collector):
                 name: FailedJobRegistry(name, connection=self.client).count for name in self.queues
             }
             workers = Worker.count(connection=self.client)
-            dead = self._length(self.dead_letter_key)
+            dead = self.ledger.dead_letter_count()
         except redis.RedisError as exc:
             log.warning("metrics_redis_unavailable", error=type(exc).__name__)
             families["up"].add_metric([], 0)
@@ -453,17 +451,3 @@ class RedisStateCollector(Collector):
         families["workers"].add_metric([], workers)
         families["dead"].add_metric([], dead)
         return list(families.values())
-
-    def _length(self, key: str) -> int:
-        """Items under ``key`` whatever its type (list, sorted set, set, hash or stream)."""
-        kind = self.client.type(key)
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        counters = {
-            "list": self.client.llen,
-            "zset": self.client.zcard,
-            "set": self.client.scard,
-            "hash": self.client.hlen,
-            "stream": self.client.xlen,
-        }
-        counter = counters.get(kind)
-        return int(counter(key)) if counter is not None else 0

@@ -21,14 +21,13 @@ from aiohttp import web
 
 from service import constants
 from service.core.delivery import WebhookTarget, parse_target
-from service.core.model import Alert
 from service.core.query.parser import QueryError
 from service.delivery_queue import deliveries_queue, redeliver
 from service.querytools import check_query, run_test, stored_entities
-from service.redis import text
 from service.store import watchlist
 from service.store.apikeys import ApiKey, ApiKeyStore
 from service.store.deliveries import Ledger
+from service.store.matches import alerts_page
 from service.store.posts import PostStore
 from service.store.subscribers import (
     MODES,
@@ -257,23 +256,8 @@ def _read_alerts(
     client: redis.Redis, owner: str | None, before: str, limit: int, store: SubscriberStore
 ) -> tuple[list[dict[str, Any]], str | None]:
     owned = None if owner is None else {sub.id for sub in store.subscriptions(owner)}
-    found: list[dict[str, Any]] = []
-    cursor = before
-    while len(found) < limit:
-        raw = client.xrevrange(constants.ALERTS_STREAM, max=cursor, count=limit * 2) or []
-        entries = [(text(entry_id), fields or {}) for entry_id, fields in raw]
-        if cursor != "+":
-            entries = [entry for entry in entries if entry[0] != cursor]
-        if not entries:
-            return found, None
-        for entry_id, fields in entries:
-            cursor = entry_id
-            alert = Alert.from_dict(json.loads(fields[b"alert"]))
-            if owned is None or alert.subscription_id in owned:
-                found.append({"stream_id": cursor, **alert.to_dict()})
-                if len(found) >= limit:
-                    break
-    return found, cursor
+    page, cursor = alerts_page(client, before, limit, subscriptions=owned)
+    return [{"stream_id": entry_id, **alert.to_dict()} for entry_id, alert in page], cursor
 
 
 async def list_alerts(request: web.Request) -> web.Response:

@@ -127,6 +127,9 @@ class Ledger:
     def take_dead_letter(self, raw: str) -> bool:
         return bool(self.redis.lrem(constants.DELIVERY_DEAD_KEY, 1, raw))
 
+    def dead_letter_count(self) -> int:
+        return int(self.redis.llen(constants.DELIVERY_DEAD_KEY))
+
     def raw_dead_letters(self) -> list[str]:
         return [text(item) for item in self.redis.lrange(constants.DELIVERY_DEAD_KEY, 0, -1)]
 

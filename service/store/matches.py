@@ -124,3 +124,33 @@ def read_alerts(
         (text(entry_id), Alert.from_dict(json.loads(fields[b"alert"])))
         for entry_id, fields in entries
     ]
+
+
+def alerts_page(
+    client: redis.Redis,
+    before: str,
+    limit: int,
+    *,
+    subscriptions: set[str] | None = None,
+    stream: str = constants.ALERTS_STREAM,
+) -> tuple[list[tuple[str, Alert]], str | None]:
+    """Alerts older than the entry ``before`` (``+``: the newest), newest first, of
+    ``subscriptions`` when given; returns them with their entry ids and the cursor of the next
+    page (None at the end). ResponseError when ``before`` is not a stream id."""
+    found: list[tuple[str, Alert]] = []
+    cursor = before
+    while len(found) < limit:
+        raw: Any = client.xrevrange(stream, max=cursor, count=limit * 2) or []
+        entries = [(text(entry_id), fields or {}) for entry_id, fields in raw]
+        if cursor != "+":
+            entries = [entry for entry in entries if entry[0] != cursor]
+        if not entries:
+            return found, None
+        for entry_id, fields in entries:
+            cursor = entry_id
+            alert = Alert.from_dict(json.loads(fields[b"alert"]))
+            if subscriptions is None or alert.subscription_id in subscriptions:
+                found.append((entry_id, alert))
+                if len(found) >= limit:
+                    break
+    return found, cursor

@@ -20,6 +20,7 @@ from service.core.delivery import DeliveryStatus
 from service.core.model import Alert
 from service.metrics import Metrics
 from service.ops import ops_ports
+from service.store.deliveries import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,13 +174,14 @@ def test_collector_reads_real_queue_state(redis_client: redis.Redis) -> None:
     failing = Queue("tgwatch-test-failing", connection=redis_client)
     failing.enqueue(operator.truediv, 1, 0)
     SimpleWorker([failing], connection=redis_client).work(burst=True)
-    redis_client.rpush("tgwatch:test:dead", b"{}", b"{}")
+    ledger = Ledger(redis_client)
+    ledger.dead_letter({"alert": {}}, "gone")
+    ledger.dead_letter({"alert": {}}, "gone")
 
     m = Metrics()
     m.attach_redis(
         redis_client,
         queues=(constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE, "tgwatch-test-failing"),
-        dead_letter_key="tgwatch:test:dead",
     )
     assert value(m, "tgwatch_redis_up") == 1
     assert value(m, "tgwatch_queue_depth", queue=constants.POSTS_QUEUE) == 3
@@ -201,14 +203,6 @@ def test_collector_reads_real_queue_state(redis_client: redis.Redis) -> None:
     assert value(m, "tgwatch_queue_depth", queue=constants.POSTS_QUEUE) == 4
 
 
-def test_dead_letters_as_a_sorted_set(redis_client: redis.Redis) -> None:
-    redis_client.zadd("tgwatch:test:dead", {"a": 1, "b": 2, "c": 3})
-    m = Metrics()
-    m.attach_redis(redis_client, dead_letter_key="tgwatch:test:dead")
-    assert value(m, "tgwatch_webhook_dead_letters") == 3
-    assert value(m, "tgwatch_queue_depth", queue=constants.POSTS_QUEUE) == 0
-
-
 def test_collector_survives_redis_down(dead_redis: redis.Redis) -> None:
     m = Metrics()
     m.attach_redis(dead_redis)
@@ -223,6 +217,7 @@ _CHILD = """
 import json, sys
 from prometheus_client import generate_latest
 from service.metrics import Metrics
+from service.store.deliveries import Ledger
 m = Metrics()
 m.post_processed(int(sys.argv[1]))
 m.post_seen("preview", "durov")
