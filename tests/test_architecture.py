@@ -50,10 +50,11 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
         else:
             continue
         for candidate in candidates:
-            while candidate and candidate not in known:
-                candidate = candidate.rpartition(".")[0]
-            if candidate and candidate != name:
-                targets.add(candidate)
+            module = candidate
+            while module and module not in known:
+                module = module.rpartition(".")[0]
+            if module and module != name:
+                targets.add(module)
     return targets
 
 
@@ -128,7 +129,7 @@ def test_architecture_doc_names_every_module() -> None:
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`((?:service|workers)/[\w/.]*)`", text))
     missing = []
-    for name, path in _modules().items():
+    for path in _modules().values():
         relative = path.relative_to(ROOT).as_posix()
         parents = {relative.rsplit("/", 1)[0] + "/"}
         if relative not in named and not parents & named and path.name != "__init__.py":
