@@ -132,7 +132,7 @@ def format_report(report: EvalReport) -> str:
     if report.languages:
         lines.append("")
         lines.append(
-            f"{'language':<20} {'posts':>7} {'labels':>7} {'precision':>9} {'recall':>6}"
+            f"{'lang':<20} {'posts':>7} {'labels':>7} {'precision':>9} {'recall':>6}"
             f" {'f1':>6} {'macro f1':>8}"
         )
         for lang in report.languages:

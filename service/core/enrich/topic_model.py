@@ -113,7 +113,8 @@ def taxonomy_digest(taxonomy: Taxonomy) -> str:
 
 
 def sigmoid(z: np.ndarray[Any, np.dtype[np.float64]]) -> np.ndarray[Any, np.dtype[np.float64]]:
-    return 1.0 / (1.0 + np.exp(-z))
+    result: np.ndarray[Any, np.dtype[np.float64]] = 1.0 / (1.0 + np.exp(-z))
+    return result
 
 
 @dataclass(eq=False)

@@ -76,7 +76,7 @@ def _fit(
     topics: Sequence[str],
 ) -> tuple[dict[str, int], Any, Any, Any, Any]:
     """Vocabulary, idf, word weights, cue weights and intercepts fitted on ``documents``."""
-    from scipy import sparse
+    from scipy import sparse  # type: ignore[import-untyped]  # scipy ships no type stubs
     from sklearn.linear_model import LogisticRegression
 
     frequency: dict[str, int] = {}
