@@ -94,9 +94,6 @@ class DeliverySettings(BaseSettings):
     limit_margin: float = Field(default=constants.TELEGRAM_LIMIT_MARGIN, ge=0, le=1)
     max_inline_wait: float = Field(default=constants.TELEGRAM_MAX_INLINE_WAIT_SECONDS, ge=0)
     lease_seconds: float = Field(default=constants.DELIVERY_LEASE_SECONDS, gt=0, le=3600)
-    recovery_interval: int = Field(
-        default=constants.DELIVERY_RECOVERY_INTERVAL_SECONDS, ge=1, le=3600
-    )
 
     @field_validator("webhook_schedule", "telegram_schedule", mode="before")
     @classmethod
@@ -209,8 +206,8 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
         return value
 
 

@@ -142,16 +142,39 @@ TARGET_PROBLEM_PREFIX = KEY_PREFIX + "target:problem:"
 # "Sent" markers (alert id + target -> message id) outlive any redelivery an operator might
 # trigger; the same window as post dedupe, after which the post itself would not alert again.
 DELIVERY_SENT_TTL_SECONDS = SEEN_TTL_SECONDS
-# A delivery job holds an in-flight lease this long; if its worker dies, the lease runs out and
-# the job is re-enqueued. It must outlast the slowest honest attempt: a webhook timeout (15 s)
-# or a Telegram send including its longest in-process wait (10 s) plus a retried request.
+# A send claims its delivery for at most this long, so two copies of a job never send at once.
+# It must outlast the slowest honest attempt: a webhook timeout (15 s) or a Telegram send with
+# its longest in-process wait (10 s) plus a retried request. A claim whose worker died is taken
+# over at once (its alive key is gone), so this bounds only a hung, still living worker.
 DELIVERY_LEASE_SECONDS = 60
-# Abandoned deliveries are looked for at most this often (a worker's maintenance tick).
-DELIVERY_RECOVERY_INTERVAL_SECONDS = 10
-# Alerts whose lease ran out are re-enqueued in batches of this size per maintenance tick.
-DELIVERY_RECOVERY_BATCH = 500
-# RQ kills a delivery job running longer than its lease: it is then recovered like a crash.
+# RQ kills a delivery job running longer than its claim: it is then recovered like a crash.
 DELIVERY_JOB_TIMEOUT_SECONDS = DELIVERY_LEASE_SECONDS
+
+# --- Workers: liveness, recovery, scheduling -------------------------------------------------
+# A worker process says it is alive every WORKER_HEARTBEAT_SECONDS (from a thread, whatever its
+# job does) on a key that lapses after WORKER_ALIVE_TTL_SECONDS: a worker killed mid-job is
+# known dead within that time, and its held jobs are back on their queues one tick later — an
+# abandoned post batch or delivery is picked up within ~20 s (the goal is 30 s).
+WORKER_HEARTBEAT_SECONDS = 3.0
+WORKER_ALIVE_TTL_SECONDS = 15
+# A worker's maintenance tick (recovery of dead workers' jobs, due retries and delayed jobs,
+# due digest flushes) runs this often.
+WORKER_TICK_SECONDS = 2
+# An idle worker blocks on the posts queue this long, then looks at the others again: the
+# longest an idle worker leaves a delivery waiting.
+WORKER_IDLE_WAIT_SECONDS = 0.5
+# The scheduler's lock (one process enqueues due retries at a time) lapses this soon after its
+# holder stops renewing it on its ticks: a dead holder stalls retries for seconds, not minutes.
+SCHEDULER_LOCK_SECONDS = 3 * WORKER_TICK_SECONDS
+# Reconnecting to Redis after an outage: capped exponential backoff with jitter, so a fleet of
+# processes does not hammer a Redis that is coming back.
+REDIS_RETRY_MIN_SECONDS = 0.5
+REDIS_RETRY_MAX_SECONDS = 10.0
+# A supervisor (`tgwatch run`, `tgwatch worker -n N`) restarts a dead worker process after a
+# backoff from this to the cap; a child that lived this long resets the backoff.
+RESTART_MIN_SECONDS = 1.0
+RESTART_MAX_SECONDS = 60.0
+RESTART_RESET_AFTER_SECONDS = 60.0
 # Deliveries that used up their retries (or failed for good) wait in one list until an operator
 # redelivers or deletes them: dropping them would lose alerts, so the list is never trimmed.
 DELIVERY_DEAD_KEY = DELIVERY_KEY_PREFIX + "dead"

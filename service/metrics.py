@@ -222,6 +222,12 @@ class Metrics:
             "Webhook deliveries given up and dead-lettered.",
             registry=r,
         )
+        self.process_restarts = Counter(
+            "tgwatch_process_restarts",
+            "Child processes a supervisor restarted after they died.",
+            ["role"],
+            registry=r,
+        )
         # --- rules -----------------------------------------------------------------------------
         self.subscriptions = Gauge(
             "tgwatch_subscriptions",
@@ -256,6 +262,7 @@ class Metrics:
             self.alerts.labels(outcome)
         for kind in MATCH_KINDS:
             self.matches.labels(kind)
+        self.process_restarts.labels("worker")
         for target in DELIVERY_TARGETS:
             self.delivery_latency.labels(target)
             for delivery_outcome in DELIVERY_OUTCOMES:
@@ -384,6 +391,9 @@ class Metrics:
     def telegram_rate_limited(self, retry_after: float) -> None:
         self.telegram_429.inc()
         self.telegram_wait.inc(max(0.0, retry_after))
+
+    def process_restarted(self, role: str) -> None:
+        self.process_restarts.labels(self.bounded("restarts", "role", role)).inc()
 
     # --- rules ---------------------------------------------------------------------------------
     def set_rules(self, subscriptions: int, rules_compiled: int, compile_seconds: float) -> None:

@@ -31,10 +31,25 @@ CHANNEL_NAMES_KEY = constants.KEY_PREFIX + "channel-names"
 # A claim on a post version lives this long until its batch is safely on the queue; if the process
 # dies first, the claim expires and the next sighting of the post enqueues it again.
 CLAIM_TTL_SECONDS = 120
+# Once its batch is on the queue, the claim lives this long — long enough for a backlog of hours
+# — and only the worker that stored the version makes it the two-week "seen" mark
+# (``confirm_seen``). So a batch lost before it was stored never blocks a re-ingest for weeks;
+# a version enqueued twice meanwhile is found stored by the worker and skipped.
+CLAIM_QUEUED_TTL_SECONDS = 6 * 3600
 
 
 def _bare(post: Post) -> str:
     return str(bare_channel_id(post.channel_id or 0))
+
+
+def confirm_seen(connection: redis.Redis, version_keys: Sequence[str]) -> None:
+    """Post versions are stored: their claims become the two-week "seen" marks (one round trip)."""
+    if not version_keys:
+        return
+    pipe = connection.pipeline(transaction=False)
+    for key in version_keys:
+        pipe.set(SEEN_PREFIX + key, "stored", ex=constants.SEEN_TTL_SECONDS)
+    pipe.execute()
 
 
 def posts_queue(connection: redis.Redis, name: str = constants.POSTS_QUEUE) -> Queue:
@@ -176,7 +191,7 @@ class Enqueuer:
                 pipeline=pipe,
             )
             for post in batch:
-                pipe.expire(SEEN_PREFIX + post.version_key, constants.SEEN_TTL_SECONDS)
+                pipe.expire(SEEN_PREFIX + post.version_key, CLAIM_QUEUED_TTL_SECONDS)
             pipe.execute()
         self.stats.jobs += 1
         log.debug("batch_enqueued", posts=len(batch), queue=self.queue.name)

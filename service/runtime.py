@@ -31,6 +31,7 @@ from service.sources.base import Listener
 
 if TYPE_CHECKING:
     from service.sources.replay import ReplayBotAPI
+    from workers.runner import Supervisor
 
 log = structlog.get_logger(__name__)
 
@@ -137,12 +138,13 @@ async def run_listeners(
     replay: ReplayBotAPI | None = None,
     sources: frozenset[str] | None = None,
     ops_port: int | None = None,
+    metrics: Metrics | None = None,
 ) -> EnqueueStats | None:
     """Run every configured source until ``stop``, or in demo mode until the bundled sample has
     gone through the bot listener. Returns the enqueue counts (None when a signal cut a demo
     short). The enqueuer is flushed on the way out: nothing a source handed over is lost.
     Raises NoSourcesError when nothing is configured, RuntimeError when a listener failed."""
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     enqueuer = Enqueuer(
         connection, batch_size=settings.batch_size, batch_wait=settings.batch_wait, metrics=metrics
     )
@@ -238,6 +240,14 @@ def wait_for_queues(
     return False
 
 
+async def _supervise(supervisor: Supervisor, stop: asyncio.Event) -> None:
+    """Restart dead worker processes until the service stops."""
+    while not stop.is_set():
+        await asyncio.to_thread(supervisor.check)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+
+
 async def run_service(
     settings: Settings,
     redis_handle: RedisHandle,
@@ -251,13 +261,7 @@ async def run_service(
     In demo mode the local demo parties start first (workers must know where the local Telegram
     is), the bundled sample is replayed, and once the queues are drained a summary is returned.
     """
-    from workers.runner import (
-        ALL_QUEUES,
-        WorkerSpec,
-        start_worker_processes,
-        stop_worker_processes,
-        worker_env,
-    )
+    from workers.runner import ALL_QUEUES, Supervisor, WorkerSpec, worker_env
 
     stop = stop_event(requested)
     connection = redis_handle.client
@@ -275,14 +279,19 @@ async def run_service(
         for index in range(workers)
     ]
     started = time.monotonic()
-    procs = [] if stop.is_set() else start_worker_processes(specs)
+    metrics = Metrics()
+    supervisor = Supervisor(specs, metrics)
+    if not stop.is_set():
+        supervisor.start()
+    watcher = asyncio.create_task(_supervise(supervisor, stop))
     stats: EnqueueStats | None = None
     drained = threading.Event()
     try:
         replay = demo_parties.replay if demo_parties is not None else None
         if not stop.is_set():
             stats = await run_listeners(settings, connection, redis_handle.url, stop,
-                                        replay=replay, ops_port=listener_port)  # fmt: skip
+                                        replay=replay, ops_port=listener_port,
+                                        metrics=metrics)  # fmt: skip
         if demo_parties is not None and stats is not None:
             # In a thread: the local Telegram and webhook receiver on this loop keep answering.
             waiter = asyncio.create_task(asyncio.to_thread(
@@ -296,7 +305,8 @@ async def run_service(
                 log.warning("demo_queues_not_drained", seconds=constants.DEMO_TIMEOUT_SECONDS)
     finally:
         drained.set()
-        await asyncio.to_thread(stop_worker_processes, procs)
+        watcher.cancel()
+        await asyncio.to_thread(supervisor.stop)
         if demo_parties is not None:
             await demo_parties.stop()
     if demo_parties is None or stats is None or stop.is_set():

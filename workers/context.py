@@ -115,9 +115,15 @@ class WorkerContext:
 
     @classmethod
     def build(
-        cls, settings: Settings, connection: Redis, metrics: Metrics, *, post_stage: bool = True
+        cls,
+        settings: Settings,
+        connection: Redis,
+        metrics: Metrics,
+        *,
+        post_stage: bool = True,
+        lease: str | None = None,
     ) -> WorkerContext:
-        delivery = DeliveryContext.from_settings(settings, connection, metrics)
+        delivery = DeliveryContext.from_settings(settings, connection, metrics, lease)
         stage = None
         if post_stage:
             stage = PostStage.build(settings, connection, metrics, delivery.queue)

@@ -17,7 +17,6 @@ from rq import get_current_job
 from service.core.delivery import DeliveryJob, TelegramTarget, parse_target
 from service.core.formats.result import Rejected
 from service.core.post import Post
-from service.delivery_queue import FLUSH_DIGEST
 from service.store.rejected import record_rejected
 from workers import pipeline
 from workers.context import current
@@ -87,23 +86,13 @@ def flush_digest(payload: dict[str, Any]) -> str:
     if not isinstance(target, TelegramTarget):
         raise ValueError("digests are flushed to telegram targets only")
     structlog.contextvars.bind_contextvars(delivery=f"digest:{target.key}")
-    key = f"digest:{target.key}"
-    context.journal.begin(key, FLUSH_DIGEST, payload, digest.flush_description(target))
     outcome = context.run(digest.flush(context, target, int(payload.get("attempt", 0))))
-    context.journal.end(key)
     return str(outcome.status)
 
 
 def run_maintenance(context: DeliveryContext) -> dict[str, int]:
-    """Recover deliveries of dead workers and enqueue due digest flushes (a worker's tick)."""
-    recovered = 0
-    for key, record in context.journal.take_expired():
-        context.enqueue_call(
-            record["function"], record["payload"], record.get("description") or "recovered"
-        )
-        recovered += 1
-        log.warning("delivery_recovered", delivery=key)
+    """The delivery chores of a worker's tick: enqueue due digest flushes."""
     flushes = digest.enqueue_due_flushes(context)
-    if recovered or flushes:
-        log.info("delivery_maintenance", recovered=recovered, flushes=flushes)
-    return {"recovered": recovered, "flushes": flushes}
+    if flushes:
+        log.info("digest_flushes_enqueued", flushes=flushes)
+    return {"flushes": flushes}

@@ -22,6 +22,7 @@ from service.core import alerting
 from service.core.model import Alert, Enrichment
 from service.core.post import Post
 from service.delivery_queue import enqueue_deliveries
+from service.queue import confirm_seen
 from workers.context import PostStage
 
 log = structlog.get_logger(__name__)
@@ -122,6 +123,8 @@ def process_posts(context: PostStage, posts: list[Post]) -> StageReport:
         repeated = post.version_key in seen  # the same version twice in one batch
         seen.add(post.version_key)
         process_post(context, post, report, stored=is_stored or repeated, saved=decided)
+    # Only now, with every version stored, do the sources' claims become two-week marks.
+    confirm_seen(context.redis, sorted(seen))
     structlog.contextvars.unbind_contextvars("post")
     context.metrics.post_processed(len(posts))
     log.info(

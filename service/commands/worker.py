@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from service import constants
+from service.commands.root import StopSignals
 
 
 @click.command()
@@ -17,18 +18,14 @@ from service import constants
 def worker(burst: bool, processes: int, queues: tuple[str, ...]) -> None:
     """Run workers: non-forking RQ workers that process posts and deliveries.
 
-    With TGWATCH_METRICS_PORT set, worker i serves its ops endpoints on that port + i.
+    With TGWATCH_METRICS_PORT set, worker i serves its ops endpoints on that port + i. With
+    -n N, a worker process that dies is restarted (with a backoff); Ctrl-C / SIGTERM stops them
+    all after their current job.
     """
+    signals = StopSignals().install() if processes > 1 else None
     from service.commands.root import open_root
     from service.ops import ops_ports
-    from workers.runner import (
-        ALL_QUEUES,
-        WorkerSpec,
-        run_worker,
-        start_worker_processes,
-        stop_worker_processes,
-        worker_env,
-    )
+    from workers.runner import ALL_QUEUES, Supervisor, WorkerSpec, run_worker, worker_env
 
     with open_root() as root:
         names = queues or ALL_QUEUES
@@ -36,12 +33,12 @@ def worker(burst: bool, processes: int, queues: tuple[str, ...]) -> None:
         env = worker_env(root.redis.url)
         specs = [WorkerSpec(env, root.redis.url, tuple(names), burst, index, ports[index])
                  for index in range(processes)]  # fmt: skip
-        if processes == 1:
+        if signals is None:
             run_worker(specs[0], root.settings)
             return
-        procs = start_worker_processes(specs)
-        try:
-            for proc in procs:
-                proc.join()
-        except KeyboardInterrupt:
-            stop_worker_processes(procs)
+        if burst:  # burst workers end on their own: wait for them, restart none
+            supervisor = Supervisor(specs).start()
+            for process in supervisor.processes:
+                process.join()
+            return
+        Supervisor(specs).start().run(signals.requested)

@@ -22,18 +22,28 @@ import redis
 from service import constants
 from service.core.delivery import DeliveryJob, WebhookTarget
 from service.redis import text
+from service.store.workers import ALIVE_PREFIX
 
 SENT_PREFIX = constants.DELIVERY_KEY_PREFIX + "sent:"
 CLAIM_PREFIX = constants.DELIVERY_KEY_PREFIX + "claim:"
 LOG_PREFIX = constants.DELIVERY_KEY_PREFIX + "log:"
 
 # Returns {0} when claimed, {1, value} when already sent, {2, pttl} when another claim holds it.
+# A claim is held by a worker (its lease); a claim whose worker is no longer alive (ARGV[5] is
+# the prefix of the workers' alive keys) is taken over at once: that send will never finish.
 _CLAIM = """
 if ARGV[3] ~= '1' then
   local sent = redis.call('GET', KEYS[1])
   if sent then return {1, sent} end
 end
 if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, ''} end
+local holder = redis.call('GET', KEYS[2])
+if holder and string.sub(holder, 1, 1) == '@' and ARGV[4] == '1' then
+  if redis.call('EXISTS', ARGV[5] .. string.sub(holder, 2)) == 0 then
+    redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+    return {0, 'taken over'}
+  end
+end
 return {2, tostring(redis.call('PTTL', KEYS[2]))}
 """
 
@@ -50,21 +60,30 @@ class Claim:
 
 
 class Ledger:
+    """``owner`` is the lease of the worker process that claims (``service.store.workers``):
+    its claims are taken over once it is no longer alive."""
+
     def __init__(
-        self, connection: redis.Redis, *, sent_ttl: int = constants.DELIVERY_SENT_TTL_SECONDS
+        self,
+        connection: redis.Redis,
+        *,
+        owner: str | None = None,
+        sent_ttl: int = constants.DELIVERY_SENT_TTL_SECONDS,
     ) -> None:
         self.redis = connection
+        self.owner = owner
         self.sent_ttl = sent_ttl
         self._claim = connection.register_script(_CLAIM)
 
     # --- idempotency -------------------------------------------------------------------------
     def claim(self, key: str, ttl: float, *, force: bool = False) -> Claim:
         """Claim ``key`` for sending unless it was sent (``force`` ignores the sent marker)."""
-        token = f"{time.time():.6f}"
+        token = f"@{self.owner}" if self.owner else f"{time.time():.6f}"
         code, value = self._claim(
             keys=[SENT_PREFIX + key, CLAIM_PREFIX + key],
-            args=[token, max(int(ttl * 1000), 1), "1" if force else "0"],
-        )
+            args=[token, max(int(ttl * 1000), 1), "1" if force else "0",
+                  "1" if self.owner else "0", ALIVE_PREFIX],
+        )  # fmt: skip
         text = value.decode() if isinstance(value, bytes) else str(value)
         if code == 0:
             return Claim("claimed")

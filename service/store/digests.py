@@ -7,7 +7,7 @@ records when the target is due. A worker's maintenance tick enqueues a flush job
 target; the flush moves the held hash aside (``flushing``), sends one message (a lone alert as
 the usual alert message, several as a digest) under an idempotency key made of the alert ids,
 then marks every alert sent to that target. A flush killed midway leaves the moved hash to the
-next run, which the journal's lease starts.
+next run (a flush job whose worker died is recovered like any job).
 """
 
 from __future__ import annotations

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -11,7 +10,7 @@ import redis
 
 from service.config import DeliverySettings, load_settings
 from service.core.delivery import DeliveryJob, parse_target
-from service.delivery_queue import DELIVER, FLUSH_DIGEST
+from service.delivery_queue import FLUSH_DIGEST
 from service.metrics import Metrics
 from tests.delivery.conftest import make_alert
 from workers import jobs
@@ -35,28 +34,11 @@ def test_invalid_payload_is_dead_lettered_not_raised(context: DeliveryContext) -
     assert dead["reason"] == "invalid payload: KeyError"
 
 
-def test_expired_leases_are_enqueued_again_once(context: DeliveryContext) -> None:
-    job = DeliveryJob(make_alert(), parse_target({"telegram": 1001}), 2, "Lavrov")
-    context.journal.begin(job.key, DELIVER, job.to_dict(), "d")
-    assert jobs.run_maintenance(context)["recovered"] == 0  # the lease still runs
-    later = time.time() + 6
-    assert len(context.journal.take_expired(now=later)) == 1
-    assert context.journal.take_expired(now=later) == []  # pushed a lease ahead
-    context.journal.begin(job.key, DELIVER, job.to_dict(), "d")
-    context.redis.zadd("tgwatch:delivery:leases", {job.key: time.time() - 1})
-    assert jobs.run_maintenance(context)["recovered"] == 1
-    [queued] = context.queue.get_jobs()
-    assert queued.func_name == DELIVER
-    assert DeliveryJob.from_dict(queued.args[0]) == job
-    context.journal.end(job.key)
-    assert context.journal.held() == 0
-
-
 def test_maintenance_enqueues_due_digest_flushes(context: DeliveryContext) -> None:
     job = DeliveryJob(make_alert(), parse_target({"telegram": -100123, "digest": "15m"}))
     context.digests.hold(job, datetime.now(UTC) - timedelta(seconds=1))
-    assert jobs.run_maintenance(context) == {"recovered": 0, "flushes": 1}
+    assert jobs.run_maintenance(context) == {"flushes": 1}
     [queued] = context.queue.get_jobs()
     assert queued.func_name == FLUSH_DIGEST
     assert queued.args[0] == {"target": {"telegram": -100123}, "attempt": 0}
-    assert jobs.run_maintenance(context) == {"recovered": 0, "flushes": 0}
+    assert jobs.run_maintenance(context) == {"flushes": 0}

@@ -54,7 +54,6 @@ async def test_failures_then_recovery_every_request_signed(
     assert [(e["attempt"], e["status"]) for e in entries] == [(2, 204), (1, 500), (0, 500)]
     assert entries[1]["error"] == "HTTP 500" and entries[0]["error"] is None
     assert all(isinstance(e["latency_ms"], int) for e in entries)
-    assert context.journal.held() == 0  # every lease given back
 
     # Delivered once: the same alert again sends nothing.
     assert (await process(context, job)).status == oc.ALREADY_SENT

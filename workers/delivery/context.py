@@ -23,7 +23,6 @@ from service.delivery_queue import DELIVER, deliveries_queue, enqueue, enqueue_j
 from service.metrics import Metrics
 from service.store.deliveries import Ledger
 from service.store.digests import DigestStore
-from service.store.journal import Journal
 from workers.delivery.ratelimit import TelegramLimits, TelegramRateLimiter
 from workers.delivery.webhook import WebhookSender
 
@@ -48,7 +47,6 @@ class DeliveryContext:
     settings: DeliverySettings
     metrics: Metrics
     ledger: Ledger
-    journal: Journal
     limiter: TelegramRateLimiter
     digests: DigestStore
     webhooks: WebhookSender
@@ -68,9 +66,11 @@ class DeliveryContext:
         http: httpx.AsyncClient | None = None,
         queue: Queue | None = None,
         schedule: Scheduler | None = None,
+        lease: str | None = None,
     ) -> DeliveryContext:
-        """Wire the stores and senders around the given clients (tests pass their own)."""
-        ledger = Ledger(connection)
+        """Wire the stores and senders around the given clients (tests pass their own);
+        ``lease`` is the worker process's (its claims are taken over if it dies)."""
+        ledger = Ledger(connection, owner=lease)
         limiter = TelegramRateLimiter(
             connection,
             TelegramLimits(
@@ -102,7 +102,6 @@ class DeliveryContext:
             settings=settings,
             metrics=metrics,
             ledger=ledger,
-            journal=Journal(connection, settings.lease_seconds),
             limiter=limiter,
             digests=DigestStore(connection, settings.lease_seconds),
             webhooks=WebhookSender(
@@ -121,7 +120,7 @@ class DeliveryContext:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, connection: Redis, metrics: Metrics
+        cls, settings: Settings, connection: Redis, metrics: Metrics, lease: str | None = None
     ) -> DeliveryContext:
         """The context of a worker process: a Bot when a token is configured, an HTTP client."""
         bot = None
@@ -130,7 +129,7 @@ class DeliveryContext:
 
             bot = make_bot(settings.telegram_token.get_secret_value(), settings.telegram_api_url,
                            timeout=settings.delivery.telegram_timeout)  # fmt: skip
-        return cls.build(connection, settings.delivery, metrics, bot=bot)
+        return cls.build(connection, settings.delivery, metrics, bot=bot, lease=lease)
 
     def policy(self, target: object) -> RetryPolicy:
         """The retry policy of a target kind (Telegram's short one, or the webhooks' hours)."""

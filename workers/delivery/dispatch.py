@@ -1,7 +1,8 @@
 """One delivery from start to settled: lease, hold or send, then act on the outcome.
 
-``process`` is what the RQ job runs: it takes a lease in the journal (so a crash is
-recovered), holds the alert when the subscriber's digest or quiet hours say so, sends it through
+``process`` is what the RQ job runs (a worker that dies running it leaves the job in its holding
+list, from which it is recovered: see workers/worker.py): it holds the alert when the
+subscriber's digest or quiet hours say so, sends it through
 the target's sender and settles the outcome: a retry is scheduled per the target's retry policy,
 a permanent failure or the last failed attempt goes to the dead-letter list. It never raises for
 a delivery problem: an unexpected error is treated as a failed attempt.
@@ -16,7 +17,6 @@ import structlog
 
 from service.core.delivery import DeliveryJob, DeliveryStatus, Outcome, TelegramTarget
 from service.core.schedule import plan_delivery
-from service.delivery_queue import DELIVER
 from workers.delivery.context import DeliveryContext
 
 log = structlog.get_logger(__name__)
@@ -33,7 +33,6 @@ NO_BOT = Outcome(DeliveryStatus.RETRY, "no bot token configured")
 async def process(context: DeliveryContext, job: DeliveryJob, *,
                   now: datetime | None = None) -> Outcome:  # fmt: skip
     """Deliver ``job`` once and settle the outcome; returns it."""
-    context.journal.begin(job.key, DELIVER, job.to_dict(), job.description)
     started = time.perf_counter()
     try:
         outcome = await _deliver(context, job, now or datetime.now(UTC))
@@ -44,8 +43,6 @@ async def process(context: DeliveryContext, job: DeliveryJob, *,
     context.metrics.delivery(job.target.kind, settled, seconds=time.perf_counter() - started)
     if outcome.status == DeliveryStatus.SENT:
         context.metrics.delivered(job.alert)
-    # Only a settled delivery gives its lease up: if settling failed, recovery runs it again.
-    context.journal.end(job.key)
     return outcome
 
 
