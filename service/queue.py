@@ -15,7 +15,7 @@ from rq.serializers import JSONSerializer
 from service import constants
 from service.core.formats.result import Rejected
 from service.core.post import Post, bare_channel_id
-from service.redis import text
+from service.redis import Outage, text
 from service.store.rejected import record_rejected
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ class Enqueuer:
         self._buffer: list[Post] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
+        self.outage = Outage("enqueuer")
 
     # --- the PostSink protocol -----------------------------------------------------------------
     async def put(self, post: Post) -> bool:
@@ -141,8 +142,17 @@ class Enqueuer:
 
     # --- internals -----------------------------------------------------------------------------
     async def _flush_later(self) -> None:
+        """Flush the batch when its wait is over; while Redis is away, keep it and try again
+        (capped backoff), so posts a source handed over are not dropped by an outage."""
         await asyncio.sleep(self.batch_wait)
-        await self.flush()
+        while True:
+            try:
+                await self.flush()
+            except redis.RedisError as exc:
+                await asyncio.sleep(self.outage.failed(exc))
+                continue
+            self.outage.recovered()
+            return
 
     def _resolve_channels(self, posts: Sequence[Post]) -> list[Post]:
         """Learn id → username from posts that carry both; name id-only posts by it."""

@@ -66,7 +66,9 @@ def _queues(connection: redis.Redis) -> list[dict[str, Any]]:
 
 
 def _workers(connection: redis.Redis, now: float) -> list[dict[str, Any]]:
-    """RQ's registered workers, each marked ``alive`` or not by its last heartbeat."""
+    """RQ's registered workers, each marked ``alive`` or not: by its process's alive key (a
+    tgwatch worker, whose RQ name starts with its lease), else by RQ's last heartbeat."""
+    leases = WorkerLeases(connection)
     found = []
     for key in sorted(text(k) for k in connection.smembers(REDIS_WORKER_KEYS)):
         data = {text(k): text(v) for k, v in connection.hgetall(key).items()}
@@ -77,14 +79,20 @@ def _workers(connection: redis.Redis, now: float) -> list[dict[str, Any]]:
             age = now - datetime.fromisoformat(beat.replace("Z", "+00:00")).timestamp()
         except ValueError:
             age = float("inf")
+        name = key.removeprefix("rq:worker:")
+        lease = name.rpartition("/")[0]
+        if lease:
+            alive = "death" not in data and leases.alive(lease)
+        else:
+            alive = "death" not in data and age <= constants.WORKER_ALIVE_TTL_SECONDS
         found.append({
-            "name": key.rpartition(":")[2],
+            "name": name,
             "state": data.get("state", "?"),
             "queues": data.get("queues", "").split(","),
             "successful": int(data.get("successful_job_count") or 0),
             "failed": int(data.get("failed_job_count") or 0),
             "heartbeat_age": round(age, 1),
-            "alive": "death" not in data and age <= constants.WORKER_ALIVE_TTL_SECONDS,
+            "alive": alive,
         })  # fmt: skip
     return found
 
@@ -147,7 +155,7 @@ def render_status(report: dict[str, Any]) -> str:
     lines.append(f"Workers: {alive} alive" + (f", {len(workers) - alive} stopped" if
                                                len(workers) > alive else ""))  # fmt: skip
     for w in workers:
-        mark = "" if w["alive"] else f"  HEARTBEAT STOPPED {w['heartbeat_age']:.0f}s ago"
+        mark = "" if w["alive"] else "  HEARTBEAT STOPPED"
         lines.append(f"  {w['name']:<34} {w['state']:<10} ok {w['successful']} "
                      f"failed {w['failed']}{mark}")  # fmt: skip
     dead = report["dead_letters"]

