@@ -49,7 +49,7 @@ def test_ingest_reports_counts_and_bad_files(env: dict[str, str], fixtures_dir: 
     runner = CliRunner()
     result = runner.invoke(cli, ["ingest", str(fixtures_dir / "mfa_russia_sample.json"),
                                  str(garbage)])  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # an item (the garbage file) was set aside
     assert "21 enqueued" in result.output
     assert "1 set aside" in result.output
     rejected = runner.invoke(cli, ["rejected"])

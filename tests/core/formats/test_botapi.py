@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from service.core.formats.botapi import (
+    MEDIA_FIELDS,
     merge_albums,
     parse_update,
     parse_update_lines,
@@ -37,6 +38,9 @@ def update(
     message_id: int = 1, *, kind: str = "channel_post", update_id: int = 100, **fields: Any
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"message_id": message_id, "chat": dict(CHAT), "date": 1727000000}
+    content_keys = {"text", "caption", *(name for name, _ in MEDIA_FIELDS)}
+    if not content_keys & fields.keys():
+        message["text"] = "post"  # a message with nothing to read is a service message
     message.update(fields)
     return {"update_id": update_id, kind: message}
 

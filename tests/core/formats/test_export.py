@@ -190,7 +190,7 @@ PHOTO = {"photo": FILE_NOT_INCLUDED}
         ({}, True),
         ({"date_unixtime": "1727273406"}, False),
         ({"text": "own caption"}, False),
-        ({"photo": None}, False),
+        ({"photo": None, "text": "a text post"}, False),
         ({"from_id": "channel888"}, False),
     ],
 )
@@ -250,7 +250,12 @@ def _drop(key: str) -> Breaker:
         (_set("id", 1.5), "id is not an integer"),
         (_drop("id"), "id is not an integer"),
         (_drop("type"), "no type"),
-        (_drop("date_unixtime"), "no date_unixtime"),
+        (lambda raw: {k: v for k, v in raw.items() if not k.startswith("date")}, "no date"),
+        (lambda raw: {**raw, "date_unixtime": None} | {"date": "yesterday"}, "Unix time"),
+        (
+            lambda raw: {k: v for k, v in raw.items() if k != "date_unixtime"} | {"date": "later"},
+            "ISO date",
+        ),
         (_set("date_unixtime", "yesterday"), "date_unixtime"),
         (_set("text", 42), "text is a int"),
         (_set("text", ["ok", 7]), "text part 1"),
@@ -275,14 +280,16 @@ def _full(*chats: object, left: list[object] | None = None) -> dict[str, Any]:
     return data
 
 
-def test_full_account_export_reads_channels_only(export: dict[str, Any]) -> None:
+def test_full_account_export_reads_channels_and_supergroups_only(export: dict[str, Any]) -> None:
     group = chat(message(1, "group talk"), kind="private_supergroup", id_=5)
+    personal = chat(message(3, "hi mum"), message(4, "hi"), kind="personal_chat", id_=6)
     left = chat(message(7, "left channel"), kind="private_channel", id_=9)
-    result = parse_export(_full(group, copy.deepcopy(export), left=[left]))
+    result = parse_export(_full(group, personal, copy.deepcopy(export), left=[left]))
     channels = {post.channel for post in result.posts}
-    assert channels == {f"c/{export['id']}", "c/9"}
-    assert "group talk" not in {post.text for post in result.posts}
-    assert result.read == len(export["messages"]) + 1
+    assert channels == {f"c/{export['id']}", "c/5", "c/9"}
+    assert "hi mum" not in {post.text for post in result.posts}
+    assert result.read == len(export["messages"]) + 4
+    assert result.skipped["not_channel_post"] == 2
 
 
 def test_full_account_rejects_a_broken_chat_and_indexes_by_path() -> None:
