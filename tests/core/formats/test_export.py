@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -55,7 +56,36 @@ def test_fixture_parses_without_rejects(export: dict[str, Any]) -> None:
     result = parse_export(export, source_name="export.json")
     assert result.rejected == []
     assert result.read == len(export["messages"])
-    assert len(result.posts) == len(export["messages"]) - 2  # 1012 and 1013 join 1011
+    services = sum(message["type"] == "service" for message in export["messages"])
+    assert services >= 1
+    assert result.skipped == {"service": services}
+    # 1012 and 1013 join 1011; 1023 and 1025 join 1024's caption (on the album's second item).
+    assert len(result.posts) == len(export["messages"]) - services - 4
+
+
+def test_fixture_album_captioned_on_its_second_item(export: dict[str, Any]) -> None:
+    caption = next(m for m in export["messages"] if m["id"] == 1024)["text_entities"]
+    posts = parse_export(export).posts
+    (album,) = [post for post in posts if 1024 in post.album_items]
+    assert (album.message_id, album.album_items) == (1023, (1023, 1024, 1025))
+    assert album.text == "".join(part["text"] for part in caption)
+    assert [(e.type, e.text) for e in album.entities] == [("hashtag", "#UNGA79")]
+
+
+def test_old_export_dates_are_local_time_read_in_the_given_zone(fixtures_dir: Path) -> None:
+    old = json.loads((fixtures_dir / "mfa_russia_export_2021.json").read_text())
+    modern = {p.message_id: p for p in parse_export(
+        json.loads((fixtures_dir / "mfa_russia_export.json").read_text())).posts}  # fmt: skip
+    assert not any("date_unixtime" in message for message in old["messages"])
+    moscow = parse_export(old, tz=ZoneInfo("Europe/Moscow"))
+    assert moscow.rejected == []
+    assert moscow.posts
+    for post in moscow.posts:
+        assert (post.date, post.edit_date, post.text) == (
+            modern[post.message_id].date, modern[post.message_id].edit_date,
+            modern[post.message_id].text)  # fmt: skip
+    in_utc = {post.message_id: post.date for post in parse_export(old).posts}
+    assert all(in_utc[p.message_id] - p.date == timedelta(hours=3) for p in moscow.posts)
 
 
 def test_channel_named_by_bare_id_unless_given(export: dict[str, Any]) -> None:
