@@ -113,7 +113,7 @@ def cli() -> None:
 @click.option("--channel", metavar="NAME",
               help="Name the channel a file knows only by id (an export: c/<id>).")  # fmt: skip
 @click.option("--tz", "zone", metavar="ZONE",
-              help="Time zone of an old export's dates (no date_unixtime); default UTC.")  # fmt: skip
+              help="Time zone of an old export's local dates; default UTC.")  # fmt: skip
 @click.option("--allow-set-aside", is_flag=True,
               help="Exit 0 even when items were set aside (they still are).")  # fmt: skip
 def ingest(files: tuple[Path, ...], progress: bool | None, channel: str | None,

@@ -53,6 +53,8 @@ MEDIA_FIELDS = (
 
 # Telegram albums hold at most 10 items; the grouping heuristic never builds a larger one.
 ALBUM_MAX_ITEMS = 10
+# What an album can be made of (a poll or a sticker sent in the same second is not in it).
+ALBUM_MEDIA = frozenset({"photo", "video", "animation", "document", "audio"})
 
 
 @dataclass(frozen=True)
@@ -301,8 +303,8 @@ def _joins_album(group: list[_Item], item: _Item) -> bool:
     captioned = any(member.post.text for member in group)
     return (
         len(group) < ALBUM_MAX_ITEMS
-        and leader.media is not None
-        and item.post.media is not None
+        and leader.media in ALBUM_MEDIA
+        and item.post.media in ALBUM_MEDIA
         and not (captioned and item.post.text)
         and item.post.date == leader.date
         and item.from_id == group[0].from_id

@@ -118,8 +118,9 @@ def _walk(root: LexborNode, out: _Text) -> None:
         elif tag.startswith("-") or tag in ("script", "style"):
             continue
         elif tag == "i" and "emoji" in _classes(node):
-            # Every emoji is <i class="emoji"><b>🇷🇺</b></i>: keep the character, not a bold span.
-            out.add(node.text(deep=True))
+            # Every emoji is <i class="emoji"><b>🇷🇺</b></i>: keep the character, not a bold span
+            # (nor the indentation a re-wrapped page put around it).
+            out.add("".join(node.text(deep=True).split()))
         else:
             if tag == "pre":
                 in_pre += 1

@@ -216,11 +216,21 @@ def _album(block: LexborNode) -> tuple[tuple[int, ...], str | None]:
     return tuple(sorted(ids)), first_kind
 
 
+def _post_id(block: LexborNode) -> re.Match[str] | None:
+    """``<channel>/<id>`` from ``data-post``, else from the date link (trimmed saved pages)."""
+    match = _DATA_POST_RE.match(block.attributes.get("data-post") or "")
+    if match is None and (link := block.css_first("a.tgme_widget_message_date[href]")):
+        found = _TME_RE.match(link.attributes.get("href") or "")
+        if found is not None and found.group(2):
+            match = _DATA_POST_RE.match(f"{found.group(1)}/{found.group(2)}")
+    return match
+
+
 def _parse_block(block: LexborNode, channel: PreviewChannel, source: str) -> Post | str:
     """One message block as a post, or why it is skipped; FormatError if malformed."""
-    match = _DATA_POST_RE.match(block.attributes.get("data-post") or "")
+    match = _post_id(block)
     if match is None:
-        raise FormatError("message block has no data-post=<channel>/<id>")
+        raise FormatError("message block has no data-post=<channel>/<id> (nor a date link)")
     if "service_message" in _classes(block):
         return "service"
     username = match.group(1)
@@ -296,7 +306,7 @@ def _page_channel(tree: LexborHTMLParser, blocks: list[LexborNode]) -> PreviewCh
     if title_node is not None:
         channel.title = rich_text(title_node)[0] or None
     for block in blocks:
-        match = _DATA_POST_RE.match(block.attributes.get("data-post") or "")
+        match = _post_id(block)
         if match and channel.username is None:
             channel.username = match.group(1)
         if channel.channel_id is None:

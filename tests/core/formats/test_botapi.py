@@ -493,3 +493,46 @@ def test_lone_surrogate_in_text_is_rejected_not_raised() -> None:
     assert result.posts == []
     (rejected,) = result.rejected
     assert "malformed update" in rejected.reason
+
+
+def test_signature_and_custom_emoji_ids_are_kept() -> None:
+    text = "👍 agreed"
+    raw = update(
+        text=text,
+        author_signature="Maria Z.",
+        entities=[entity(text, "👍", "custom_emoji", custom_emoji_id="5368324170671202286")],
+    )
+    post = parse_update(raw)
+    assert post is not None
+    assert post.author == "Maria Z."
+    assert [(e.text, e.custom_emoji_id) for e in post.entities] == [("👍", "5368324170671202286")]
+
+
+def test_giveaway_prize_is_the_text() -> None:
+    giveaway = {"chats": [CHAT], "winners_selection_date": 1727100000, "winner_count": 3,
+                "prize_description": "Three signed copies"}  # fmt: skip
+    post = parse_update(update(giveaway=giveaway))
+    assert post is not None
+    assert (post.media, post.text, post.part_texts("prize")) == (
+        "giveaway",
+        "Three signed copies",
+        ["Three signed copies"],
+    )
+
+
+@pytest.mark.parametrize(
+    "service",
+    [
+        {"pinned_message": {"message_id": 1, "date": 1, "chat": CHAT}},
+        {"new_chat_title": "New name"},
+        {"giveaway_completed": {"winner_count": 0}},
+        {"boost_added": {"boost_count": 4}},
+        {"some_kind_telegram_adds_next_year": {"anything": True}},
+    ],
+)
+def test_service_messages_are_skipped_by_shape_not_by_list(service: dict[str, Any]) -> None:
+    raw = {"update_id": 1, "channel_post": {"message_id": 9, "chat": CHAT, "date": 1727000000}}
+    raw["channel_post"].update(service)
+    result = parse_updates([raw, update(10)])
+    assert [post.message_id for post in result.posts] == [10]
+    assert (result.rejected, result.skipped) == ([], {"service": 1})

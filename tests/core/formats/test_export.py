@@ -236,6 +236,23 @@ def test_album_needs_media_on_the_leader() -> None:
     assert ids(chat(message(1, "text post"), message(2, **PHOTO))) == [(1, ()), (2, ())]
 
 
+def test_a_poll_or_sticker_of_the_same_second_is_not_an_album_item() -> None:
+    poll = message(1, poll={"question": "Q?", "answers": [{"text": "a"}]})
+    sticker = message(3, media_type="sticker", sticker_emoji="🙂", file=FILE_NOT_INCLUDED)
+    result = ids(chat(poll, message(2, **PHOTO), sticker))
+    assert result == [(1, ()), (2, ()), (3, ())]
+
+
+def test_album_caption_on_the_last_item() -> None:
+    result = parse_export(chat(message(1, **PHOTO), message(2, **PHOTO), message(3, "c", **PHOTO)))
+    assert [(p.message_id, p.album_items, p.text) for p in result.posts] == [(1, (1, 2, 3), "c")]
+
+
+def test_two_captions_in_one_second_stay_two_posts() -> None:
+    result = ids(chat(message(1, "one", **PHOTO), message(2, "two", **PHOTO)))
+    assert result == [(1, ()), (2, ())]
+
+
 def test_album_never_exceeds_ten_items() -> None:
     items = [message(1, "caption", **PHOTO)] + [message(n, **PHOTO) for n in range(2, 13)]
     assert ids(chat(*items)) == [(1, tuple(range(1, 11))), (11, (11, 12))]
@@ -360,3 +377,42 @@ def test_lone_surrogate_in_text_is_rejected_not_raised() -> None:
     result = parse_export(data)
     assert result.posts == []
     assert "malformed message" in result.rejected[0].reason
+
+
+def test_readable_media_text_and_its_parts() -> None:
+    giveaway = message(1, giveaway_information={"quantity": 3, "additional_prize": "A mug"})
+    todo = message(2, todo_list={"title": "Plan", "answers": [{"text": "a"}, {"text": "b"}]})
+    sticker = message(3, media_type="sticker", sticker_emoji="🙂", file=FILE_NOT_INCLUDED)
+    winners = message(4, giveaway_results={"winners": [1], "additional_prize": ""})
+    posts = {p.message_id: p for p in parse_export(chat(giveaway, todo, sticker, winners)).posts}
+    assert (posts[1].media, posts[1].text, posts[1].part_texts("prize")) == (
+        "giveaway",
+        "A mug",
+        ["A mug"],
+    )
+    assert (posts[2].media, posts[2].text) == ("checklist", "Plan\na\nb")
+    assert [part.kind for part in posts[2].parts] == ["title", "item", "item"]
+    assert (posts[3].media, posts[3].part_texts("emoji")) == ("sticker", ["🙂"])
+    assert (posts[4].media, posts[4].text) == ("giveaway_winners", "")
+
+
+def test_signature_custom_emoji_and_forward_origin_id() -> None:
+    signed = message(
+        1,
+        [{"type": "custom_emoji", "text": "👍", "document_id": "5368324170671202286"}, " ok"],
+        author="Maria Z.",
+        forwarded_from="Closed Channel",
+        forwarded_from_id="channel1101806611",
+    )
+    (post,) = parse_export(chat(signed)).posts
+    assert post.author == "Maria Z."
+    assert [(e.type, e.custom_emoji_id) for e in post.entities] == [
+        ("custom_emoji", "5368324170671202286")
+    ]
+    assert post.forward == ForwardOrigin(title="Closed Channel", channel_id=-1001101806611)
+
+
+def test_supergroup_messages_carry_their_sender_as_author() -> None:
+    group = chat(message(1, "hello", **{"from": "Ivan"}), kind="public_supergroup", id_=55)
+    (post,) = parse_export(group).posts
+    assert (post.channel, post.author) == ("c/55", "Ivan")
