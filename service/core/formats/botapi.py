@@ -9,9 +9,21 @@ from datetime import datetime
 from typing import Any
 
 from service.core.formats import content
+from service.core.formats.albums import merge_albums
 from service.core.formats.content import Content, is_int
 from service.core.formats.result import FormatError, ParseResult, Rejected, failure_reason
 from service.core.post import Entity, ForwardOrigin, Post, bare_channel_id, utf16_to_index
+
+__all__ = [  # merge_albums lives in albums; sources import it from here with the parsers
+    "MEDIA_FIELDS",
+    "POST_KINDS",
+    "bare_id",
+    "classify_update",
+    "merge_albums",
+    "parse_update",
+    "parse_update_lines",
+    "parse_updates",
+]
 
 POST_KINDS = ("channel_post", "edited_channel_post")
 
@@ -382,44 +394,3 @@ def parse_update_lines(
         [*result.rejected, *bad_lines], key=lambda rejected: int(rejected.index)
     )
     return result
-
-
-def merge_albums(posts: list[Post]) -> list[Post]:
-    """Merge album items (posts sharing ``album_id`` in one channel) into one post per album.
-
-    The album post carries the smallest message id, the earliest date and the first item's
-    media kind, lists every item id in ``album_items``, and reads as the captions of its items
-    in id order (usually one, on whichever item carries it: first, last or in between). It sits
-    where the album's first item was. An item seen again later (an edited caption) yields a new
-    version of the whole album at that place, so edits are not lost.
-    """
-    groups: dict[tuple[str, str], list[int]] = {}
-    for position, post in enumerate(posts):
-        if post.album_id is not None:
-            groups.setdefault((post.channel_key, post.album_id), []).append(position)
-    if not groups:
-        return list(posts)
-    emit: dict[int, Post] = {}
-    absorbed: set[int] = set()
-    for positions in groups.values():
-        items = [posts[position] for position in positions]
-        ids = tuple(sorted({item.message_id for item in items}))
-        first_date = min(item.date for item in items)
-        state: dict[int, Post] = {}
-        for item in items:
-            state.setdefault(item.message_id, item)
-        emit[positions[0]] = content.album_post(list(state.values()), items[0], ids, first_date)
-        seen: set[int] = set()
-        for position, item in zip(positions, items, strict=True):
-            absorbed.add(position)
-            if item.message_id in seen:
-                state[item.message_id] = item
-                emit[position] = content.album_post(list(state.values()), item, ids, first_date)
-            seen.add(item.message_id)
-    merged: list[Post] = []
-    for position, post in enumerate(posts):
-        if position in emit:
-            merged.append(emit[position])
-        elif position not in absorbed:
-            merged.append(post)
-    return merged

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TypeGuard
 
 from service.core.formats.result import FormatError
-from service.core.post import PART_SEPARATOR, Entity, Post, TextPart
+from service.core.post import PART_SEPARATOR, Entity, TextPart
 
 # Telegram message ids are positive 32-bit integers; anything else is not a message id (a
 # 4,001-digit id once reached storage as ``inf`` and broke every reader after it).
@@ -106,41 +106,3 @@ class Content:
             entities.extend(entity.shifted(offset) if offset else entity for entity in found)
             offset += len(text)
         return "".join(texts), tuple(entities), tuple(parts)
-
-
-def album_post(current: list[Post], latest: Post, ids: tuple[int, ...], date: datetime) -> Post:
-    """One album post from the newest known version of each item, the same for every format.
-
-    It carries the smallest message id (``ids[0]``), ``date``, the first item's media kind and
-    every item's readable text in id order (an album usually has one caption, on whichever item
-    the sender put it); the other fields come from the first captioned item.
-    """
-    ordered = sorted(current, key=lambda item: item.message_id)
-    found = Content()
-    for item in ordered:
-        if item.text:
-            pieces = item.parts or ()
-            if not pieces:
-                found.add("caption", item.text, item.entities)
-            for part in pieces:
-                inside = tuple(
-                    entity.shifted(-part.offset)
-                    for entity in item.entities
-                    if part.offset <= entity.offset and entity.end <= part.end
-                )
-                found.add(part.kind, item.text[part.offset : part.end], inside)
-    text, entities, parts = found.build()
-    captioned = [item for item in ordered if item.text]
-    base = captioned[0] if captioned else ordered[0]
-    return base.with_changes(
-        message_id=ids[0],
-        album_items=ids,
-        date=date,
-        media=ordered[0].media,
-        text=text,
-        entities=entities,
-        parts=parts,
-        edited=any(item.edited for item in current),
-        edit_date=max((item.edit_date for item in current if item.edit_date), default=None),
-        update_id=latest.update_id,
-    )

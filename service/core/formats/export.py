@@ -7,6 +7,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from service.core.formats import content
+from service.core.formats.albums import AlbumItem, export_album, joins_export_album
 from service.core.formats.content import Content, is_int
 from service.core.formats.result import FormatError, ParseResult, Rejected, failure_reason
 from service.core.post import CHANNEL_ID_BASE, Entity, ForwardOrigin, Post
@@ -51,11 +52,6 @@ MEDIA_FIELDS = (
     ("invoice_information", "invoice"),
 )
 
-# Telegram albums hold at most 10 items; the grouping heuristic never builds a larger one.
-ALBUM_MAX_ITEMS = 10
-# What an album can be made of (a poll or a sticker sent in the same second is not in it).
-ALBUM_MEDIA = frozenset({"photo", "video", "animation", "document", "audio"})
-
 
 @dataclass(frozen=True)
 class _Chat:
@@ -63,14 +59,6 @@ class _Chat:
     channel_id: int
     title: str | None
     supergroup: bool = False
-
-
-@dataclass(frozen=True)
-class _Item:
-    """A parsed message plus what the album heuristic compares."""
-
-    post: Post
-    from_id: object
 
 
 def _unixtime(value: object, what: str) -> datetime:
@@ -290,36 +278,6 @@ def _message_post(message: dict[str, Any], chat: _Chat, source: str, tz: tzinfo)
     )
 
 
-def _joins_album(group: list[_Item], item: _Item) -> bool:
-    """Whether ``item`` continues the album that ``group`` started.
-
-    A heuristic, because the export has no ``media_group_id``: Telegram Desktop writes an album
-    as consecutive media messages with the same second of publication and sender, and one of
-    them (usually the first, not always) carries the caption while the others have
-    ``text: ""``. Two separate media posts sent in the same second, at most one of them with a
-    caption, would be merged too; that is rare in channels and costs only the split, not text.
-    """
-    leader = group[0].post
-    captioned = any(member.post.text for member in group)
-    return (
-        len(group) < ALBUM_MAX_ITEMS
-        and leader.media in ALBUM_MEDIA
-        and item.post.media in ALBUM_MEDIA
-        and not (captioned and item.post.text)
-        and item.post.date == leader.date
-        and item.from_id == group[0].from_id
-        and item.post.message_id > group[-1].post.message_id
-    )
-
-
-def _album(group: list[_Item]) -> Post:
-    if len(group) == 1:
-        return group[0].post
-    posts = [item.post for item in group]
-    ids = tuple(post.message_id for post in posts)
-    return content.album_post(posts, posts[-1], ids, posts[0].date)
-
-
 def _parse_chat(
     chat_data: dict[str, Any],
     chat: _Chat,
@@ -333,7 +291,7 @@ def _parse_chat(
     messages = chat_data.get("messages")
     if not isinstance(messages, list):
         raise FormatError("messages is not a list")
-    group: list[_Item] = []
+    group: list[AlbumItem] = []
     for position, message in enumerate(messages):
         result.read += 1
         index: int | str = f"{prefix}{position}" if prefix else position
@@ -349,18 +307,18 @@ def _parse_chat(
             if outcome is not None:
                 result.skip(outcome)
             if group:
-                result.posts.append(_album(group))
+                result.posts.append(export_album(group))
             group = []
             continue
-        item = _Item(outcome, message.get("from_id"))
-        if group and _joins_album(group, item):
+        item = AlbumItem(outcome, message.get("from_id"))
+        if group and joins_export_album(group, item):
             group.append(item)
             continue
         if group:
-            result.posts.append(_album(group))
+            result.posts.append(export_album(group))
         group = [item]
     if group:
-        result.posts.append(_album(group))
+        result.posts.append(export_album(group))
     return result
 
 

@@ -335,8 +335,12 @@ def test_service_messages_are_skipped() -> None:
     [
         (block("chan/2", text_div("no date")).replace("<time datetime", "<time data-x"), "time"),
         (block("chan/2", text_div("bad date"), when="yesterday"), "ISO"),
-        (block("chan/2", text_div("no id")).replace('data-post="chan/2"', "")
-         .replace("https://t.me/chan/2", "https://t.me/chan"), "data-post"),
+        (
+            block("chan/2", text_div("no id"))
+            .replace('data-post="chan/2"', "")
+            .replace("https://t.me/chan/2", "https://t.me/chan"),
+            "data-post",
+        ),
     ],
 )
 def test_malformed_block_is_rejected_and_the_rest_parses(broken: str, reason: str) -> None:
