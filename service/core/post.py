@@ -245,10 +245,13 @@ class Post:
             ("author", self.author),
             ("media", self.media),
             ("album_id", self.album_id),
+            ("source", self.source),
         ):
             _require_utf8(value, what)
         for entity in self.entities:
+            _require_utf8(entity.type, "entity type")
             _require_utf8(entity.url, "entity url")
+            _require_utf8(entity.custom_emoji_id, "custom emoji id")
         if self.forward is not None:
             _require_utf8(self.forward.title, "forward title")
             _require_utf8(self.forward.username, "forward username")

@@ -231,3 +231,14 @@ def test_posts_stored_before_parts_and_authors_still_load() -> None:
     assert post.part_texts("text") == ["hello #tag"]
     again = Post.from_dict(json.loads(json.dumps(post.to_dict())))
     assert again == post
+
+
+def test_an_undecodable_byte_in_an_entity_type_costs_only_its_message() -> None:
+    # Found by scripts/fuzz_parsers.py: a flipped byte inside an export's entity type name.
+    body = json.dumps(
+        channel(export_message(1), export_message(2, text=[{"type": "bold", "text": "x"}]))
+    )
+    data = body.replace('"bold"', '"bol\udca3"').encode("utf-8", "surrogateescape")
+    result = parse_bytes(data, source_name="export.json")
+    assert [post.message_id for post in result.posts] == [1]
+    assert len(result.rejected) == 1
