@@ -193,6 +193,13 @@ WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 10800, 21600)
 WEBHOOK_RETRY_JITTER = 0.2
 # Attempts kept in each endpoint's delivery log: enough to debug a day of trouble, bounded.
 WEBHOOK_LOG_MAX = 1000
+# No retry waits longer than this, whatever a schedule or a Retry-After header says: a bogus
+# `Retry-After: inf` (or a typo'd schedule) must not park a delivery forever. A day is far beyond
+# any real rate limit, and the last webhook retry is 6 h after the one before.
+RETRY_DELAY_MAX_SECONDS = 24 * 3600.0
+# A delivery job payload claims at most this many attempts: every schedule is far shorter, and a
+# payload claiming more is not one we wrote.
+DELIVERY_ATTEMPTS_MAX = 100
 # Receivers reject signatures whose timestamp is further than this from their clock (replays).
 WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = 300
 
@@ -211,10 +218,6 @@ SUBSCRIBERS_KEY = KEY_PREFIX + "subscribers"
 # Per Telegram chat, the subscriptions delivering to it: /digest and /quiet re-merge the chat's
 # settings into exactly those records instead of scanning every subscription.
 SUBSCRIBER_CHAT_SUBS_PREFIX = KEY_PREFIX + "chat-subs:"
-# Muted subscriptions by mute end (ZSET): the bot and the API sweep it to bring them back.
-SUBSCRIPTION_MUTES_KEY = KEY_PREFIX + "mutes"
-# How often the bot and the API sweep ended mutes: a mute of an hour may run this much longer.
-MUTE_SWEEP_INTERVAL_SECONDS = 30.0
 # A subscription in "digest" mode for a chat whose /digest is off is still digested, hourly: the
 # subscriber asked for a digest of it, and an hour is the middle of the choices.
 SUBSCRIPTION_DIGEST_FALLBACK = "1h"

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 import structlog
@@ -18,6 +16,7 @@ from service import constants
 from service.core.formats.result import Rejected
 from service.core.post import Post, bare_channel_id
 from service.redis import text
+from service.store.rejected import record_rejected
 
 if TYPE_CHECKING:
     from service.metrics import Metrics
@@ -26,7 +25,6 @@ log = structlog.get_logger(__name__)
 
 PROCESS_POSTS = "workers.jobs.process_posts"
 SEEN_PREFIX = constants.KEY_PREFIX + "seen:"
-REJECTED_KEY = constants.KEY_PREFIX + "rejected"
 # Channel id → username, learned from sources that know both (Bot API, preview) so that posts from
 # sources that only know the id (Desktop exports, private channels) land on the same channel.
 CHANNEL_NAMES_KEY = constants.KEY_PREFIX + "channel-names"
@@ -42,19 +40,6 @@ def _bare(post: Post) -> str:
 def posts_queue(connection: redis.Redis, name: str = constants.POSTS_QUEUE) -> Queue:
     """The RQ queue posts travel on, as JSON (never pickled objects)."""
     return Queue(name, connection=connection, serializer=JSONSerializer)
-
-
-def record_rejected(connection: redis.Redis, rejected: Rejected, *, stage: str = "parse") -> None:
-    """Keep a malformed item (capped list) where `tgwatch rejected` and redis-cli can see it."""
-    entry = {**rejected.to_dict(), "stage": stage, "at": time.time()}
-    pipe = connection.pipeline()
-    pipe.lpush(REJECTED_KEY, json.dumps(entry, ensure_ascii=False))
-    pipe.ltrim(REJECTED_KEY, 0, constants.REJECTS_MAX - 1)
-    pipe.execute()
-
-
-def list_rejected(connection: redis.Redis, limit: int = 20) -> list[dict[str, Any]]:
-    return [json.loads(raw) for raw in connection.lrange(REJECTED_KEY, 0, limit - 1)]
 
 
 @dataclass

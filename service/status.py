@@ -10,9 +10,9 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegis
 from rq.serializers import JSONSerializer
 
 from service import constants
-from service.queue import REJECTED_KEY
 from service.store.channels import list_channel_health
 from service.store.posts import PostStore
+from service.store.rejected import count_rejected
 
 QUEUES = (constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE)
 FAILED_SHOWN = 5
@@ -65,7 +65,7 @@ def collect_status(connection: redis.Redis) -> dict[str, Any]:
         "queues": queues,
         "workers": workers,
         "channels": channels,
-        "rejected": connection.llen(REJECTED_KEY),
+        "rejected": count_rejected(connection),
     }
 
 

@@ -20,7 +20,12 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 from aiogram import Bot, Dispatcher, Router
-from aiogram.exceptions import TelegramRetryAfter, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.methods import DeleteWebhook, SetWebhook, TelegramMethod
 from aiogram.types import Message, Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -32,6 +37,8 @@ from service.config import Settings
 from service.core.formats.botapi import merge_albums, parse_update
 from service.core.formats.result import FormatError, Rejected
 from service.core.post import Post
+from service.core.retry import backoff, bounded_delay
+from service.metrics import Metrics
 from service.sources.base import PostSink, wait_or_stop
 from service.telegram import make_bot
 
@@ -134,6 +141,11 @@ class UpdateIntake:
             await self._put(post)
         else:
             self._hold(post)
+
+    @property
+    def pending_albums(self) -> int:
+        """Albums waiting for their last item."""
+        return len(self._albums)
 
     async def reject(self, update: object, reason: str) -> None:
         index: int | str = "webhook"
@@ -258,6 +270,17 @@ class _WebhookHandler(SimpleRequestHandler):
         return web.json_response({})
 
 
+def poll_error_code(exc: BaseException) -> str:
+    """A short, bounded label for a failed getUpdates (metrics)."""
+    if isinstance(exc, TelegramRetryAfter):
+        return "http_429"
+    if isinstance(exc, TelegramServerError):
+        return "http_5xx"
+    if isinstance(exc, TelegramNetworkError | OSError | asyncio.TimeoutError):
+        return "network"
+    return "other"
+
+
 class BotListener:
     """Channel posts from the Bot API into a sink, by long polling or by webhook.
 
@@ -282,6 +305,7 @@ class BotListener:
         retry_min: float = constants.BOT_RETRY_MIN_SECONDS,
         retry_max: float = constants.BOT_RETRY_MAX_SECONDS,
         extra_updates: Sequence[str] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         if mode == "webhook" and not webhook_secret:
             raise BotListenerError("webhook mode needs TGWATCH_WEBHOOK_SECRET")
@@ -295,6 +319,7 @@ class BotListener:
         self.poll_timeout = poll_timeout
         self.retry_min = retry_min
         self.retry_max = retry_max
+        self.metrics = metrics
         self.redact = make_redactor(bot.token)
         self.intake = UpdateIntake(sink, album_wait=album_wait)
         self.dispatcher = Dispatcher(intake=self.intake)
@@ -380,9 +405,11 @@ class BotListener:
                 raise BotListenerError("the Bot API refused the token (401 Unauthorized)") from None
             except Exception as exc:
                 failures += 1
-                delay = min(self.retry_max, self.retry_min * 2 ** (failures - 1))
+                delay = backoff(failures, self.retry_min, self.retry_max)
                 if isinstance(exc, TelegramRetryAfter):
-                    delay = float(exc.retry_after)
+                    delay = bounded_delay(float(exc.retry_after))
+                if self.metrics is not None:
+                    self.metrics.source_error(SOURCE, poll_error_code(exc))
                 log.warning(
                     "bot_poll_failed",
                     error=type(exc).__name__,

@@ -8,6 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Real `tgwatch` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
+
 
 def test_demo_runs_on_embedded_redis_and_alerts_arrive(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if not key.startswith("TGWATCH_")}

@@ -47,7 +47,7 @@ def album_updates(fixtures_dir: Path) -> list[dict[str, Any]]:
     ]
 
 
-async def wait_for(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+async def wait_for(condition: Callable[[], bool], seconds: float = 30.0) -> None:
     """Wait until ``condition()`` holds; it reads plain state of fakes and sinks, no events."""
     async with asyncio.timeout(seconds):
         while not condition():  # noqa: ASYNC110 - there is no event to wait on
@@ -108,7 +108,8 @@ async def test_polling_delivers_the_sample_once_with_album_merged_and_edits(
     assert isinstance(polling, Listener)
     async with Running(polling):
         await wait_for(lambda: len(sink.posts) >= len(expected_ids) + 2)
-        await asyncio.sleep(0.1)  # nothing more arrives
+        # Every update confirmed and no album held: nothing more can arrive.
+        await wait_for(lambda: not fake_botapi.updates and not polling.intake.pending_albums)
 
     first_versions = [post for post in sink.posts if not post.is_edit]
     assert sorted(post.message_id for post in first_versions) == sorted(expected_ids)

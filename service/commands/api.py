@@ -1,35 +1,34 @@
-"""The API commands: `tgwatch api` serves it, `tgwatch apikeys create|list|revoke` manages keys."""
+"""`tgwatch api` serves the HTTP API; `tgwatch apikeys create|list|revoke` manages its keys."""
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
-
 import click
-import structlog
-from aiohttp import web
-
-from service.api.http import build_app
-from service.store.apikeys import ApiKeyStore
-from service.store.subscribers import SubscriberStore, api_subscriber
-
-log = structlog.get_logger(__name__)
 
 
 @click.command("api")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 in a container).")  # fmt: skip
 @click.option("--port", type=click.IntRange(1, 65535), default=8090, show_default=True)
-def api_command(host: str, port: int) -> None:
+def api(host: str, port: int) -> None:
     """Serve the HTTP API (/v1, OpenAPI at /v1/openapi.json) until Ctrl-C / SIGTERM."""
-    from service.cli import open_root
-    from service.metrics import Metrics
-    from service.runtime import start_ops
+    from contextlib import AsyncExitStack
 
+    import structlog
+    from aiohttp import web
+
+    from service.api.http import build_app
+    from service.commands.root import open_root
+    from service.metrics import Metrics
+    from service.runtime import serve_ops
+
+    log = structlog.get_logger(__name__)
     with open_root() as root:
         app = build_app(root.redis.client, root.settings.channels)
         stack = AsyncExitStack()
 
         async def ops_up(_app: web.Application) -> None:
-            await start_ops(root.settings, root.redis.client, Metrics(), stack)
+            await serve_ops(root.settings, root.redis.client, Metrics(),
+                            root.settings.metrics_port, stack)  # fmt: skip
 
         async def ops_down(_app: web.Application) -> None:
             await stack.aclose()
@@ -51,7 +50,9 @@ def apikeys() -> None:
 @click.option("--admin", is_flag=True, help="See every subscription; change channels.")
 def create_key(name: str, owner: str | None, admin: bool) -> None:
     """Create a key called NAME and print it once: it cannot be shown again."""
-    from service.cli import open_root
+    from service.commands.root import open_root
+    from service.store.apikeys import ApiKeyStore
+    from service.store.subscribers import SubscriberStore, api_subscriber
 
     with open_root() as root:
         store = ApiKeyStore(root.redis.client)
@@ -69,7 +70,8 @@ def create_key(name: str, owner: str | None, admin: bool) -> None:
 @apikeys.command("list")
 def list_keys() -> None:
     """List keys (id, name, owner, admin); never the keys themselves."""
-    from service.cli import open_root
+    from service.commands.root import open_root
+    from service.store.apikeys import ApiKeyStore
 
     with open_root() as root:
         for key in ApiKeyStore(root.redis.client).all():
@@ -80,7 +82,8 @@ def list_keys() -> None:
 @click.argument("key_id_or_name")
 def revoke_key(key_id_or_name: str) -> None:
     """Revoke a key by its id, or every key with that name."""
-    from service.cli import open_root
+    from service.commands.root import open_root
+    from service.store.apikeys import ApiKeyStore
 
     with open_root() as root:
         revoked = ApiKeyStore(root.redis.client).revoke(key_id_or_name)

@@ -1,38 +1,36 @@
-"""Hand alerts to the delivery workers: one RQ job per (alert, target) on the deliveries queue.
+"""What a delivery is, as pure data: targets, delivery jobs, outcomes and the retry policy.
 
 A target is the rules file's ``notify:`` item: ``{"telegram": -1001234}`` or
 ``{"webhook": {"url": ..., "secret": "whsec_..."}}`` (``secret`` may be a list during a
-rotation). A Telegram target may carry the subscriber's delivery preferences
-(``"digest": "1h"``, ``"quiet": {"start": "23:00", "end": "07:00", "tz": "Europe/Moscow"}``).
-Job payloads are plain JSON (``DeliveryJob.to_dict``) and never carry framework objects.
+rotation). A Telegram target may carry the subscriber's delivery preferences (``"digest": "1h"``,
+``"quiet": {...}``). A ``DeliveryJob`` is one alert to one target at one attempt; its JSON form
+(``to_dict``/``from_dict``) is the RQ job payload. What became of an attempt is an ``Outcome``
+whose ``status`` comes from ``DeliveryStatus``: the senders say it, the dispatcher acts on it and
+the metrics count it (``service.metrics`` maps each status to one label value). Retry timing is
+``service.core.retry``'s, shared by Telegram, webhooks and digests.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
-
-import structlog
-from rq import Queue
-from rq.job import Job
 
 from service import constants
 from service.core.model import Alert
 from service.core.schedule import DeliveryPrefs
-
-log = structlog.get_logger(__name__)
-
-JOB_FUNCTION = "workers.delivery.jobs.deliver"
 
 
 def redact_url(url: str) -> str:
     """A URL safe to log: scheme, host, port and path; no credentials, query or fragment."""
     parts = urlsplit(url)
     host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
@@ -44,6 +42,10 @@ class TelegramTarget:
     @property
     def key(self) -> str:
         return f"tg:{self.chat_id}"
+
+    @property
+    def kind(self) -> str:
+        return "telegram"
 
     @property
     def label(self) -> str:
@@ -78,6 +80,10 @@ class WebhookTarget:
         return f"wh:{self.endpoint_id}"
 
     @property
+    def kind(self) -> str:
+        return "webhook"
+
+    @property
     def label(self) -> str:
         return f"webhook {redact_url(self.url)}"
 
@@ -104,6 +110,8 @@ def parse_target(data: dict[str, Any]) -> DeliveryTarget:
             chat_id = int(chat)
         except ValueError:
             raise ValueError("telegram target must be a numeric chat id") from None
+        if not -(2**52) < chat_id < 2**52:
+            raise ValueError("telegram target must be a chat id")
         prefs = DeliveryPrefs.from_dict(data) if ("digest" in data or "quiet" in data) else None
         return TelegramTarget(chat_id, prefs or DeliveryPrefs())
     if "webhook" in data:
@@ -162,8 +170,8 @@ class DeliveryJob:
     def from_dict(cls, data: dict[str, Any]) -> DeliveryJob:
         """Decode a job payload; ValueError/KeyError/TypeError on bad data."""
         attempt = int(data.get("attempt", 0))
-        if attempt < 0:
-            raise ValueError("attempt must be >= 0")
+        if not 0 <= attempt <= constants.DELIVERY_ATTEMPTS_MAX:
+            raise ValueError("attempt out of range")
         name = data.get("subscription_name")
         return cls(
             alert=Alert.from_dict(data["alert"]),
@@ -175,42 +183,34 @@ class DeliveryJob:
         )
 
 
-def enqueue_job(queue: Queue, job: DeliveryJob, delay: float = 0.0) -> Job:
-    """Put one delivery on ``queue``, now or after ``delay`` seconds (RQ's scheduler)."""
-    options: dict[str, Any] = {
-        "job_timeout": constants.DELIVERY_JOB_TIMEOUT_SECONDS,
-        "result_ttl": constants.JOB_RESULT_TTL_SECONDS,
-        "failure_ttl": constants.JOB_FAILURE_TTL_SECONDS,
-        # RQ's default description quotes the arguments, which hold webhook secrets.
-        "description": job.description,
-    }
-    if delay > 0:
-        return queue.enqueue_in(timedelta(seconds=delay), JOB_FUNCTION, job.to_dict(), **options)
-    return queue.enqueue(JOB_FUNCTION, job.to_dict(), **options)
+class DeliveryStatus(StrEnum):
+    """What became of one delivery attempt."""
+
+    SENT = "sent"  # delivered now
+    ALREADY_SENT = "already_sent"  # an earlier delivery of this alert to this target succeeded
+    IN_FLIGHT = "in_flight"  # another copy is sending it right now: check again later
+    DEFERRED = "deferred"  # not a failure (rate limits): try again after ``retry_in``
+    RETRY = "retry"  # failed for now: retry per the schedule (not before ``retry_in``)
+    DEAD = "dead"  # failed for good (refused address, bad request): dead-letter it
+    DISABLED = "disabled"  # the target is deactivated (blocked, kicked, gone): stop
+    HELD = "held"  # held for a digest or until quiet hours end
 
 
-def enqueue_deliveries(
-    queue: Queue,
-    alert: Alert,
-    targets: list[dict[str, Any]],
-    *,
-    subscription_name: str | None = None,
-) -> int:
-    """Enqueue one delivery job per target of ``alert``; returns how many were enqueued.
+# Outcomes after which nothing more is done for the delivery.
+SETTLED = frozenset(
+    {DeliveryStatus.SENT, DeliveryStatus.ALREADY_SENT, DeliveryStatus.DISABLED,
+     DeliveryStatus.HELD}
+)  # fmt: skip
 
-    ``queue`` is the deliveries queue (``constants.DELIVERIES_QUEUE``). A suppressed alert
-    (edit of an alerted post, duplicate text) is not delivered. A malformed target is logged and
-    skipped so the other targets still get the alert.
-    """
-    if alert.suppressed is not None:
-        return 0
-    count = 0
-    for raw in targets:
-        try:
-            target = parse_target(raw)
-        except ValueError as exc:
-            log.warning("delivery_target_invalid", alert_id=alert.id, reason=str(exc))
-            continue
-        enqueue_job(queue, DeliveryJob(alert, target, 0, subscription_name))
-        count += 1
-    return count
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: DeliveryStatus
+    detail: str = ""
+    retry_in: float = 0.0
+    message_id: int | None = None
+
+    @property
+    def done(self) -> bool:
+        """Nothing more to do for this delivery."""
+        return self.status in SETTLED

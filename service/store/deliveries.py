@@ -1,11 +1,13 @@
-"""The delivery ledger in Redis: who was sent what, who is sending, what failed for good.
+"""Delivery state in Redis: who was sent what, who is sending, what failed for good, and each
+webhook endpoint's log of attempts. This module owns every ``delivery:`` and ``target:`` key.
 
 - a **claim** (``claim:<alert>:<target>``, short TTL) marks a send in flight, so two copies of a
   job never send at once; it expires by itself if the worker dies mid-send;
 - a **sent marker** (``sent:<alert>:<target>`` = Telegram message id, or ``1``) makes every
   later delivery of the same alert to the same target a no-op;
 - **dead letters**: deliveries that ran out of retries or failed for good, kept for redelivery;
-- **disabled targets** (403, webhook 410) and **problems** (chat not found) per target.
+- **disabled targets** (403, webhook 410) and **problems** (chat not found) per target;
+- the **delivery log** of a webhook endpoint: its latest attempts (capped).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 import redis
 
 from service import constants
-from service.deliveries import DeliveryJob
+from service.core.delivery import DeliveryJob, WebhookTarget
 from service.redis import text
 
 SENT_PREFIX = constants.DELIVERY_KEY_PREFIX + "sent:"
 CLAIM_PREFIX = constants.DELIVERY_KEY_PREFIX + "claim:"
+LOG_PREFIX = constants.DELIVERY_KEY_PREFIX + "log:"
 
 # Returns {0} when claimed, {1, value} when already sent, {2, pttl} when another claim holds it.
 _CLAIM = """
@@ -124,8 +127,25 @@ class Ledger:
     def take_dead_letter(self, raw: str) -> bool:
         return bool(self.redis.lrem(constants.DELIVERY_DEAD_KEY, 1, raw))
 
+    def dead_letter_count(self) -> int:
+        return int(self.redis.llen(constants.DELIVERY_DEAD_KEY))
+
     def raw_dead_letters(self) -> list[str]:
         return [text(item) for item in self.redis.lrange(constants.DELIVERY_DEAD_KEY, 0, -1)]
+
+    # --- delivery log ------------------------------------------------------------------------
+    def log_attempt(self, target: WebhookTarget, entry: dict[str, Any], keep: int) -> None:
+        """Add one attempt to the endpoint's log, keeping the newest ``keep``."""
+        key = LOG_PREFIX + target.endpoint_id
+        with self.redis.pipeline() as pipe:
+            pipe.lpush(key, json.dumps(entry, ensure_ascii=False))
+            pipe.ltrim(key, 0, keep - 1)
+            pipe.execute()
+
+    def attempts(self, target: WebhookTarget, limit: int = 100) -> list[dict[str, Any]]:
+        """The endpoint's latest attempts, newest first."""
+        raw = self.redis.lrange(LOG_PREFIX + target.endpoint_id, 0, limit - 1)
+        return [json.loads(item) for item in raw]
 
 
 def _now_iso() -> str:

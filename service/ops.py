@@ -3,7 +3,9 @@
 Async processes (listener, bot, API) add ``ops_app`` to their loop with ``start_ops_server``.
 RQ workers run synchronously, so ``start_ops_server_thread`` runs the same app on a small event
 loop in a daemon thread of the worker process; each worker process serves its own port
-(``service.metrics.worker_port``), which is correct because workers do not fork per job.
+(``ops_ports`` plans them so no two processes of a group collide), which is correct because
+workers do not fork per job. A port that cannot be bound is logged as an error and the process
+goes on without its endpoints: losing a worker's metrics is better than losing the worker.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AsyncExitStack
 
 import redis
 import structlog
@@ -134,6 +137,36 @@ def start_ops_server_thread(
     server = OpsServerThread(ops_app(metrics, readiness), host, port)
     server.start()
     return server
+
+
+def ops_ports(base: int, workers: int, *, listener: bool) -> tuple[int, list[int]]:
+    """The ops ports of a process group: with ``listener`` (``tgwatch run``) the listeners serve
+    ``base`` and worker *i* ``base + 1 + i``; without (``tgwatch worker -n N``) worker *i*
+    serves ``base + i``. A base of 0 turns them all off."""
+    if base == 0:
+        return 0, [0] * workers
+    first = base + 1 if listener else base
+    return (base if listener else 0), [first + index for index in range(workers)]
+
+
+async def start_ops(
+    metrics: Metrics,
+    readiness: Readiness,
+    host: str,
+    port: int,
+    stack: AsyncExitStack,
+) -> int | None:
+    """Serve the ops endpoints of an async process on ``host:port`` until ``stack`` closes;
+    returns the bound port (None when off, or when the port could not be bound)."""
+    if not port:
+        return None
+    try:
+        runner = await start_ops_server(ops_app(metrics, readiness), host, port)
+    except OSError as exc:
+        log.error("ops_port_unavailable", host=host, port=port, error=str(exc))
+        return None
+    stack.push_async_callback(runner.cleanup)
+    return bound_port(runner)
 
 
 # --- readiness checks ---------------------------------------------------------------------------

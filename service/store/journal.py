@@ -1,11 +1,12 @@
-"""Leases on running delivery jobs, so a worker killed mid-delivery loses nothing.
+"""Leases on running delivery jobs (the ``delivery:leases`` and ``delivery:leased`` keys), so a
+worker killed mid-delivery loses nothing.
 
 A job writes its payload and a lease (now + lease seconds) before it sends and removes them
 once the outcome is settled (sent, retry scheduled, dead-lettered). If the worker dies, the
-lease runs out and ``recover`` (run by every delivery worker at start and on each maintenance
-tick) enqueues the payload again. The ledger's claim and sent markers make the second run
-idempotent. This is our own recovery rather than RQ's abandoned-job handling, which waits for a
-job's heartbeat to expire (a minute or more) and only on RQ's ten-minute maintenance cycle.
+lease runs out and ``take_expired`` (run by every worker at start and on each maintenance tick)
+hands the payload back to be enqueued again. The ledger's claim and sent markers make the
+second run idempotent. This is our own recovery rather than RQ's abandoned-job handling, which
+waits for a job's heartbeat to expire (a minute or more) and only on RQ's ten-minute cycle.
 """
 
 from __future__ import annotations
@@ -15,12 +16,8 @@ import time
 from typing import Any
 
 import redis
-import structlog
-from rq import Queue
 
 from service import constants
-
-log = structlog.get_logger(__name__)
 
 LEASES_KEY = constants.DELIVERY_KEY_PREFIX + "leases"
 PAYLOADS_KEY = constants.DELIVERY_KEY_PREFIX + "leased"
@@ -62,29 +59,21 @@ class Journal:
     def held(self) -> int:
         return int(self.redis.zcard(LEASES_KEY))
 
-    def recover(self, queue: Queue, *, now: float | None = None,
-                batch: int = constants.DELIVERY_RECOVERY_BATCH) -> int:  # fmt: skip
-        """Enqueue again every job whose lease ran out; returns how many."""
+    def take_expired(
+        self, *, now: float | None = None, batch: int = constants.DELIVERY_RECOVERY_BATCH
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Take every lease that ran out (pushing it a lease ahead, so one recoverer wins) and
+        return its key and record (``function``, ``payload``, ``description``) to enqueue."""
         current = time.time() if now is None else now
         items = self._take(
             keys=[LEASES_KEY, PAYLOADS_KEY],
             args=[current, current + self.lease_seconds, batch],
         )
-        recovered = 0
+        taken: list[tuple[str, dict[str, Any]]] = []
         for member, raw in zip(items[::2], items[1::2], strict=True):
             key = member.decode() if isinstance(member, bytes) else str(member)
             if not raw:
                 self.end(key)
                 continue
-            record = json.loads(raw)
-            queue.enqueue(
-                record["function"],
-                record["payload"],
-                job_timeout=constants.DELIVERY_JOB_TIMEOUT_SECONDS,
-                result_ttl=constants.JOB_RESULT_TTL_SECONDS,
-                failure_ttl=constants.JOB_FAILURE_TTL_SECONDS,
-                description=record.get("description") or "recovered delivery",
-            )
-            recovered += 1
-            log.warning("delivery_recovered", key=key)
-        return recovered
+            taken.append((key, json.loads(raw)))
+        return taken

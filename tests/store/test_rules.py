@@ -1,5 +1,5 @@
-"""Rules in Redis: save and load, and a worker cache that follows changes without recompiling
-per post."""
+"""The rule set in Redis: one writer (RuleStore) whose transactions bump the version once, and
+a worker cache that follows changes without recompiling per post."""
 
 from __future__ import annotations
 
@@ -11,13 +11,7 @@ from service import constants
 from service.core.model import WatchedEntity
 from service.core.post import Post
 from service.core.rules import RuleSet, Subscription
-from service.rules_watch import (
-    RuleCache,
-    delete_subscription,
-    load_ruleset,
-    save_ruleset,
-    save_subscription,
-)
+from service.store.rules import RuleCache, RuleStore
 
 RULES = RuleSet(
     entities=(WatchedEntity("lavrov", "Sergey Lavrov", ("Лавров",)),),
@@ -32,20 +26,47 @@ def post(text: str) -> Post:
     return Post(channel="c", message_id=1, date=datetime(2024, 9, 25, tzinfo=UTC), text=text)
 
 
+def save_subscription(client: redis.Redis, sub: Subscription) -> None:
+    with RuleStore(client).write() as batch:
+        batch.put_subscription(sub.to_dict())
+
+
+def delete_subscription(client: redis.Redis, subscription_id: str) -> None:
+    with RuleStore(client).write() as batch:
+        batch.delete_subscriptions(subscription_id)
+
+
 def test_save_and_load_round_trip(redis_client: redis.Redis) -> None:
-    version = save_ruleset(redis_client, RULES)
-    loaded_version, loaded = load_ruleset(redis_client)
+    store = RuleStore(redis_client)
+    version = store.replace(RULES)
+    loaded_version, loaded = store.load()
     assert loaded_version == version == 1
     assert loaded == RULES
-    assert save_ruleset(redis_client, RuleSet()) == 2
-    assert load_ruleset(redis_client) == (2, RuleSet())
+    assert store.replace(RuleSet()) == 2
+    assert store.load() == (2, RuleSet())
+
+
+def test_a_write_is_one_transaction_and_one_version_bump(redis_client: redis.Redis) -> None:
+    store = RuleStore(redis_client)
+    store.replace(RULES)
+    many = [Subscription(f"s{i}", f"word{i}").to_dict() for i in range(500)]
+    with store.write() as batch:
+        batch.put_subscriptions(many)
+        # Nothing is visible before the transaction ends: a worker never sees half an import.
+        assert store.version() == 1
+        assert len(store.load()[1].subscriptions) == 2
+    assert store.version() == 2
+    assert len(store.load()[1].subscriptions) == 502
+    with store.write():
+        pass  # nothing queued: no bump, no recompile
+    assert store.version() == 2
 
 
 def test_unusable_stored_subscriptions_are_skipped(redis_client: redis.Redis) -> None:
-    save_ruleset(redis_client, RULES)
+    RuleStore(redis_client).replace(RULES)
     save_subscription(redis_client, Subscription("broken", "a AND"))
     redis_client.hset(constants.RULES_SUBSCRIPTIONS_KEY, "garbage", "not json")
-    _, loaded = load_ruleset(redis_client)
+    _, loaded = RuleStore(redis_client).load()
     assert [sub.id for sub in loaded.subscriptions] == ["lavrov", "paused"]
 
 
@@ -58,7 +79,7 @@ class Clock:
 
 
 def test_cache_recompiles_only_after_a_change(redis_client: redis.Redis) -> None:
-    save_ruleset(redis_client, RULES)
+    RuleStore(redis_client).replace(RULES)
     clock = Clock()
     cache = RuleCache(redis_client, interval=1.0, clock=clock)
     first = cache.get()
@@ -74,8 +95,7 @@ def test_cache_recompiles_only_after_a_change(redis_client: redis.Redis) -> None
     assert second is not first
     assert [m.subscription_id for m in second.match(post("о перемирии"))] == ["ceasefire"]
 
-    assert delete_subscription(redis_client, "ceasefire") is True
-    assert delete_subscription(redis_client, "ceasefire") is False
+    delete_subscription(redis_client, "ceasefire")
     clock.now = 7.0
     assert cache.get().match(post("о перемирии")) == []
 
