@@ -13,7 +13,6 @@ import redis
 from click.testing import CliRunner
 
 from service.cli import cli
-from service.queue import list_rejected
 from service.sources.files import (
     EXIT_SET_ASIDE,
     FileReport,
@@ -22,6 +21,7 @@ from service.sources.files import (
     parse_timezone,
     summarize,
 )
+from service.store.rejected import list_rejected
 from tests.sources import ListSink
 
 
