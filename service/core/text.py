@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import cast
+from typing import NamedTuple, cast
 
 # Apostrophes joining a Cyrillic word: ASCII, right single quote, modifier letter apostrophe
 # (the Ukrainian standard), left single quote, grave, modifier prime, prime, fullwidth.
@@ -114,9 +113,9 @@ _NEEDS_FOLDING = re.compile(r"[^\x00-\x7f\u0430-\u044f\u0451\u0454\u0456\u0457\u
 # --- tokens -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    """A token of the original text: its normalized form and its span in the original string."""
+class Token(NamedTuple):
+    """A token of the original text: its normalized form and its span in the original string.
+    A named tuple: ~2x cheaper to make than a frozen dataclass, and a post has hundreds."""
 
     norm: str
     start: int

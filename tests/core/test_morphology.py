@@ -134,6 +134,14 @@ def test_issue15_apostrophe_words_of_every_spelling_match_a_watch_on_any_of_them
             assert matches(query, text), (query, text)
 
 
+def test_an_inflected_query_word_takes_its_most_likely_lemma() -> None:
+    """As docs/rules.md warns: ``заявив`` is also the Russian gerund of ``заявить``, so as a query
+    it does not find the Ukrainian infinitive; the dictionary form finds the past tense."""
+    assert lemma("заявив") == "заявить"
+    assert not matches("заявив", "заявити")
+    assert matches("заявити", "заявив")
+
+
 def test_ambiguous_words_keep_both_readings() -> None:
     # Russian "Лаврову" (Лавров) and Ukrainian "лаврову" (лавровий) are the same letters.
     assert {"лавров", "лавровий"} <= lemmas("лаврову")

@@ -40,6 +40,11 @@ SAME_TOKENS = [
     ("x2", "x²"),
     ("Ⅻ", "XII"),
     ("ſtraße", "strasse"),
+    ("Kelvin", "\u212aelvin"),
+    ("Åsa", "\u212bsa"),
+    ("Asa", "Åsa"),
+    ("Muller", "Müller"),
+    ("ĳs", "ijs"),
     # Format characters inside a word are removed.
     ("Лавров", "Лав\u00adров"),
     ("Лавров", "Лав\u200dров"),
@@ -84,8 +89,11 @@ TOKENS = [
     ("слово🔥слово ❤️ 👨\u200d👩", ["слово", "слово"]),
     # A combining mark with no letter before it is dropped.
     ("\u0301слово", ["слово"]),
-    # й and ї are letters, not и and і with a mark.
-    ("йод иод Київ", ["йод", "иод", "київ"]),
+    # й, ї and ў are letters, not и, і and у with a mark; other Cyrillic marks go.
+    ("йод иод Київ ўсё ѐж", ["йод", "иод", "київ", "ўсе", "еж"]),
+    # Full case folding; other scripts keep their marks.
+    ("STRASSE Straße ΆΛΦΑ ά", ["strasse", "strasse", "άλφα", "ά"]),
+    ("10℃ x² Ⅻ", ["10", "x2", "xii"]),
 ]
 
 

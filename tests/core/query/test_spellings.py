@@ -101,6 +101,10 @@ def test_issue15_a_watched_entity_with_an_apostrophe_is_found_in_every_spelling(
         ("О'Нил", "встреча с О'Нилом", True),
         ("Нил", "заявил О’Нил", False),
         ("об'єкт", "об єкт", False),
+        # Hyphens separate: a hyphenated query is a phrase, across a hyphen, a space or a line.
+        ("будь-який", "будь який", True),
+        ("будь-який", "будь-\nякий", True),
+        ("Ростов-на-Дону", "Ростове на\nДону", True),
     ],
 )
 def test_apostrophes_in_latin_and_cyrillic(query: str, text: str, expected: bool) -> None:
