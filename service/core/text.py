@@ -44,15 +44,16 @@ _CYRILLIC_KEPT = frozenset("йїўЙЇЎ")
 
 # Blocks holding the common symbols, punctuation and spaces of posts. Only the characters of
 # these blocks that are symbols, punctuation, spaces or controls (never apostrophes) become the
-# fixed separators of ``RUN_RE``; any other separator is found by the per-character steps.
+# fixed separators of ``RUN_RE``; any other separator is found by the per-character steps. Only
+# the BMP: a class reaching past U+FFFF makes the regex ~3x slower (emoji take the per-character
+# path once per run, then come from the cache).
 _SEPARATOR_BLOCKS = (
     (0x0000, 0x00BF),
     (0x00D7, 0x00D7),
     (0x00F7, 0x00F7),
     (0x2000, 0x2BFF),
     (0x3000, 0x303F),
-)  # only the BMP: a class reaching past U+FFFF makes the regex ~3x slower (emoji take the
-# per-character path once per run, then come from the cache)
+)
 # The blocks where format characters (category Cf) live; a test checks this against every
 # code point, so a newer Unicode database cannot add one unnoticed.
 _FORMAT_BLOCKS = (

@@ -11,7 +11,7 @@ import pytest
 
 from service.core.enrich.entities import WatchedMatcher
 from service.core.model import WatchedEntity
-from service.core.post import Post
+from service.core.post import Entity, Post
 from service.core.query.index import RuleIndex
 
 
@@ -109,6 +109,20 @@ def test_issue15_a_watched_entity_with_an_apostrophe_is_found_in_every_spelling(
 )
 def test_apostrophes_in_latin_and_cyrillic(query: str, text: str, expected: bool) -> None:
     assert (highlights(query, text) is not None) is expected
+
+
+def test_a_hashtag_query_is_normalized_as_its_entity() -> None:
+    text = "Новини #Київ"
+    tag = Entity("hashtag", text.index("#"), 5, "#Київ")
+    stamped = Post(
+        channel="c",
+        message_id=1,
+        date=datetime(2024, 9, 25, tzinfo=UTC),
+        text=text,
+        entities=(tag,),
+    )
+    index = RuleIndex.from_queries([("s", "#Киі\u0308в")])
+    assert [match.subscription_id for match in index.match(stamped)] == ["s"]
 
 
 def test_lavrov_still_matches_and_the_laurel_still_does_not() -> None:
