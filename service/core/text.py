@@ -153,6 +153,16 @@ def run_tokens(run: str) -> Spans:
     return _learn(run) if found is None else found
 
 
+def single_token(text: str) -> str | None:
+    """The norm of ``text`` when it is exactly one token and nothing else (a word with no
+    punctuation around it: most whitespace-separated chunks), else None."""
+    norm = _ONE.get(text)
+    if norm is None and text not in _OTHER and RUN_RE.fullmatch(text):
+        _learn(text)
+        norm = _ONE.get(text)
+    return norm
+
+
 def tokenize(text: str) -> list[Token]:
     """The tokens of ``text``, with spans into ``text`` itself (not into a normalized copy)."""
     tokens: list[Token] = []

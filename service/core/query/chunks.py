@@ -12,10 +12,9 @@ from functools import lru_cache
 from service.core.morphology import lemmas
 from service.core.text import (
     RUN_CACHE_MAX,
-    RUN_RE,
     clear_caches,
     is_cyrillic,
-    run_tokens,
+    single_token,
     token_spans,
 )
 
@@ -79,13 +78,13 @@ class ChunkKeys:
         if len(self._cache) >= self._max_size:
             self._cache.clear()
             self._multi.clear()
-        found = run_tokens(chunk) if RUN_RE.fullmatch(chunk) else token_spans(chunk)
-        if len(found) == 1 and found[0][0] == 0 and found[0][1] == len(chunk):
-            keys = token_keys(found[0][2])  # the chunk is one token: its keys are the token's
+        norm = single_token(chunk)
+        if norm is not None:  # the chunk is one token: its keys are the token's
+            keys = token_keys(norm)
             if self._lengths:
-                keys = (*keys, *self._prefix_keys(found[0][2]))
+                keys = (*keys, *self._prefix_keys(norm))
         else:
-            entries = tuple(self._entry(start, end, norm) for start, end, norm in found)
+            entries = tuple(self._entry(*found) for found in token_spans(chunk))
             self._multi[chunk] = entries
             keys = tuple(dict.fromkeys(key for entry in entries for key in entry[3]))
         self._cache[chunk] = keys
@@ -107,7 +106,7 @@ class ChunkKeys:
             multi = self._multi.get(chunk)
             if multi is not None:
                 return multi
-        return ((0, len(chunk), run_tokens(chunk)[0][2], keys),)
+        return ((0, len(chunk), single_token(chunk) or "", keys),)
 
     def sequence(self, chunks: list[str]) -> list[tuple[str, ...]]:
         """The keys of every token of ``chunks`` (in text order), one tuple per token."""
