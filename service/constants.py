@@ -142,16 +142,39 @@ TARGET_PROBLEM_PREFIX = KEY_PREFIX + "target:problem:"
 # "Sent" markers (alert id + target -> message id) outlive any redelivery an operator might
 # trigger; the same window as post dedupe, after which the post itself would not alert again.
 DELIVERY_SENT_TTL_SECONDS = SEEN_TTL_SECONDS
-# A delivery job holds an in-flight lease this long; if its worker dies, the lease runs out and
-# the job is re-enqueued. It must outlast the slowest honest attempt: a webhook timeout (15 s)
-# or a Telegram send including its longest in-process wait (10 s) plus a retried request.
+# A send claims its delivery for at most this long, so two copies of a job never send at once.
+# It must outlast the slowest honest attempt: a webhook timeout (15 s) or a Telegram send with
+# its longest in-process wait (10 s) plus a retried request. A claim whose worker died is taken
+# over at once (its alive key is gone), so this bounds only a hung, still living worker.
 DELIVERY_LEASE_SECONDS = 60
-# Abandoned deliveries are looked for at most this often (a worker's maintenance tick).
-DELIVERY_RECOVERY_INTERVAL_SECONDS = 10
-# Alerts whose lease ran out are re-enqueued in batches of this size per maintenance tick.
-DELIVERY_RECOVERY_BATCH = 500
-# RQ kills a delivery job running longer than its lease: it is then recovered like a crash.
+# RQ kills a delivery job running longer than its claim: it is then recovered like a crash.
 DELIVERY_JOB_TIMEOUT_SECONDS = DELIVERY_LEASE_SECONDS
+
+# --- Workers: liveness, recovery, scheduling -------------------------------------------------
+# A worker process says it is alive every WORKER_HEARTBEAT_SECONDS (from a thread, whatever its
+# job does) on a key that lapses after WORKER_ALIVE_TTL_SECONDS: a worker killed mid-job is
+# known dead within that time, and its held jobs are back on their queues one tick later — an
+# abandoned post batch or delivery is picked up within ~20 s (the goal is 30 s).
+WORKER_HEARTBEAT_SECONDS = 3.0
+WORKER_ALIVE_TTL_SECONDS = 15
+# A worker's maintenance tick (recovery of dead workers' jobs, due retries and delayed jobs,
+# due digest flushes) runs this often.
+WORKER_TICK_SECONDS = 2
+# An idle worker blocks on the posts queue this long, then looks at the others again: the
+# longest an idle worker leaves a delivery waiting.
+WORKER_IDLE_WAIT_SECONDS = 0.5
+# The scheduler's lock (one process enqueues due retries at a time) lapses this soon after its
+# holder stops renewing it on its ticks: a dead holder stalls retries for seconds, not minutes.
+SCHEDULER_LOCK_SECONDS = 3 * WORKER_TICK_SECONDS
+# Reconnecting to Redis after an outage: capped exponential backoff with jitter, so a fleet of
+# processes does not hammer a Redis that is coming back.
+REDIS_RETRY_MIN_SECONDS = 0.5
+REDIS_RETRY_MAX_SECONDS = 10.0
+# A supervisor (`tgwatch run`, `tgwatch worker -n N`) restarts a dead worker process after a
+# backoff from this to the cap; a child that lived this long resets the backoff.
+RESTART_MIN_SECONDS = 1.0
+RESTART_MAX_SECONDS = 60.0
+RESTART_RESET_AFTER_SECONDS = 60.0
 # Deliveries that used up their retries (or failed for good) wait in one list until an operator
 # redelivers or deletes them: dropping them would lose alerts, so the list is never trimmed.
 DELIVERY_DEAD_KEY = DELIVERY_KEY_PREFIX + "dead"
@@ -193,6 +216,13 @@ WEBHOOK_RETRY_SCHEDULE = (5, 30, 120, 600, 1800, 3600, 10800, 21600)
 WEBHOOK_RETRY_JITTER = 0.2
 # Attempts kept in each endpoint's delivery log: enough to debug a day of trouble, bounded.
 WEBHOOK_LOG_MAX = 1000
+# No retry waits longer than this, whatever a schedule or a Retry-After header says: a bogus
+# `Retry-After: inf` (or a typo'd schedule) must not park a delivery forever. A day is far beyond
+# any real rate limit, and the last webhook retry is 6 h after the one before.
+RETRY_DELAY_MAX_SECONDS = 24 * 3600.0
+# A delivery job payload claims at most this many attempts: every schedule is far shorter, and a
+# payload claiming more is not one we wrote.
+DELIVERY_ATTEMPTS_MAX = 100
 # Receivers reject signatures whose timestamp is further than this from their clock (replays).
 WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS = 300
 
@@ -211,10 +241,6 @@ SUBSCRIBERS_KEY = KEY_PREFIX + "subscribers"
 # Per Telegram chat, the subscriptions delivering to it: /digest and /quiet re-merge the chat's
 # settings into exactly those records instead of scanning every subscription.
 SUBSCRIBER_CHAT_SUBS_PREFIX = KEY_PREFIX + "chat-subs:"
-# Muted subscriptions by mute end (ZSET): the bot and the API sweep it to bring them back.
-SUBSCRIPTION_MUTES_KEY = KEY_PREFIX + "mutes"
-# How often the bot and the API sweep ended mutes: a mute of an hour may run this much longer.
-MUTE_SWEEP_INTERVAL_SECONDS = 30.0
 # A subscription in "digest" mode for a chat whose /digest is off is still digested, hourly: the
 # subscriber asked for a digest of it, and an hour is the middle of the choices.
 SUBSCRIPTION_DIGEST_FALLBACK = "1h"

@@ -21,8 +21,8 @@ from aiohttp import web
 
 from service.core.rules import parse_rules
 from service.core.signing import SignatureError, verify
-from service.rules_watch import save_ruleset
 from service.sources.replay import ReplayBotAPI
+from service.store.rules import RuleStore
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_UPDATES = DATA / "sample" / "mfa_russia_sample.json"
@@ -83,7 +83,7 @@ class Demo:
             .replace("__WEBHOOK_SECRET__", secret)
             .replace("__CHAT__", str(DEMO_CHAT))
         )
-        save_ruleset(connection, parse_rules(text, str(DEMO_RULES)))
+        RuleStore(connection).replace(parse_rules(text, str(DEMO_RULES)))
         return cls(replay, receiver)
 
     def worker_env(self) -> dict[str, str]:

@@ -7,7 +7,10 @@ dead letters) is read at scrape time by ``RedisStateCollector``.
 
 Label values stay bounded: ``channel`` is one of the configured (or bot-administered) channels,
 ``source``/``step``/``outcome``/``target``/``kind`` are short fixed codes, and ``reason`` is a
-short code chosen by the caller (never an exception message). As a last guard, each label keeps
+short code chosen by the caller (never an exception message). The values of ``outcome`` and
+``kind`` come from the core's enums and are mapped to labels here, in one place
+(``DELIVERY_OUTCOME_LABELS``, ``alert_outcome``): the dashboard and the alert rules query
+exactly these. As a last guard, each label keeps
 at most ``LABEL_VALUES_MAX`` distinct values per metric; later values are folded into ``other``.
 
 Processes: RQ workers do not fork per job, so each worker process keeps its own registry and
@@ -43,16 +46,34 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry
 
 from service import constants
+from service.core.delivery import DeliveryStatus
+from service.core.model import SUPPRESSION_REASONS, Alert
+from service.core.rules import SUBSCRIPTION_KINDS
+from service.store.deliveries import Ledger
 
 log = structlog.get_logger(__name__)
 
 # Known label values; series for them exist (at 0) from start-up so rate() and the dashboard work
 # before the first event.
 STAGE_STEPS = ("parse", "enrich", "match", "store", "alert")
-ALERT_OUTCOMES = ("alert", "suppressed_edit", "suppressed_duplicate")
+ALERT_OUTCOMES = ("alert", *(f"suppressed_{reason}" for reason in SUPPRESSION_REASONS))
 DELIVERY_TARGETS = ("telegram", "webhook")
-DELIVERY_OUTCOMES = ("sent", "failed", "retried", "dead_letter")
-MATCH_KINDS = ("keyword", "entity", "topic")
+# What one delivery attempt came to, as the ``outcome`` label of tgwatch_deliveries_total:
+# ``failed`` will be retried, ``dead_letter`` was given up (TgwatchDeliveryFailureRatio counts
+# both); a rate-limit wait or a copy in flight is ``deferred``; a repeat of a sent alert
+# ``skipped``.
+DELIVERY_OUTCOME_LABELS: dict[DeliveryStatus, str] = {
+    DeliveryStatus.SENT: "sent",
+    DeliveryStatus.RETRY: "failed",
+    DeliveryStatus.DEAD: "dead_letter",
+    DeliveryStatus.DEFERRED: "deferred",
+    DeliveryStatus.IN_FLIGHT: "deferred",
+    DeliveryStatus.HELD: "held",
+    DeliveryStatus.DISABLED: "disabled",
+    DeliveryStatus.ALREADY_SENT: "skipped",
+}
+DELIVERY_OUTCOMES = tuple(dict.fromkeys(DELIVERY_OUTCOME_LABELS.values()))
+MATCH_KINDS = SUBSCRIPTION_KINDS
 # Distinct values one label of one metric may take before new ones are folded into "other": a
 # typo'd caller passing an id or a message as a label must not blow up Prometheus' memory.
 LABEL_VALUES_MAX = 500
@@ -70,8 +91,11 @@ END_TO_END_BUCKETS = (
 COMPILE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-# The delivery workers' dead-letter list (alerts that used up their retries).
-DEFAULT_DEAD_LETTER_KEY = constants.DELIVERY_DEAD_KEY
+
+
+def alert_outcome(alert: Alert) -> str:
+    """The ``outcome`` label of an alert decision."""
+    return "alert" if alert.suppressed is None else f"suppressed_{alert.suppressed}"
 
 
 def package_version() -> str:
@@ -198,6 +222,12 @@ class Metrics:
             "Webhook deliveries given up and dead-lettered.",
             registry=r,
         )
+        self.process_restarts = Counter(
+            "tgwatch_process_restarts",
+            "Child processes a supervisor restarted after they died.",
+            ["role"],
+            registry=r,
+        )
         # --- rules -----------------------------------------------------------------------------
         self.subscriptions = Gauge(
             "tgwatch_subscriptions",
@@ -232,6 +262,7 @@ class Metrics:
             self.alerts.labels(outcome)
         for kind in MATCH_KINDS:
             self.matches.labels(kind)
+        self.process_restarts.labels("worker")
         for target in DELIVERY_TARGETS:
             self.delivery_latency.labels(target)
             for delivery_outcome in DELIVERY_OUTCOMES:
@@ -259,12 +290,11 @@ class Metrics:
         self,
         client: redis.Redis,
         queues: Sequence[str] = (constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE),
-        dead_letter_key: str = DEFAULT_DEAD_LETTER_KEY,
     ) -> RedisStateCollector:
         """Export the queue depths, failed jobs, workers and dead letters read at scrape time."""
         if self._redis_collector is not None:
             return self._redis_collector
-        collector = RedisStateCollector(client, queues, dead_letter_key)
+        collector = RedisStateCollector(client, queues)
         self.registry.register(collector)
         self._redis_collector = collector
         return collector
@@ -333,20 +363,29 @@ class Metrics:
     def match(self, kind: str, count: int = 1) -> None:
         self.matches.labels(self.bounded("matches", "kind", kind)).inc(count)
 
-    def alert(self, outcome: str) -> None:
-        """``outcome``: ``alert``, ``suppressed_edit`` or ``suppressed_duplicate``."""
-        self.alerts.labels(self.bounded("alerts", "outcome", outcome)).inc()
+    def alert(self, alert: Alert) -> None:
+        """One alert decision: ``alert``, or ``suppressed_<reason>``."""
+        self.alerts.labels(alert_outcome(alert)).inc()
 
     # --- delivery ------------------------------------------------------------------------------
-    def delivery(self, target: str, outcome: str, seconds: float | None = None) -> None:
-        """One attempt to ``telegram``/``webhook``: ``sent``, ``failed``, ``retried``..."""
+    def delivery(self, target: str, status: DeliveryStatus, seconds: float | None = None) -> None:
+        """One attempt to ``telegram``/``webhook`` and what it came to (after settling: a
+        failed attempt that used up its schedule is ``DEAD``)."""
         target = self.bounded("deliveries", "target", target)
-        self.deliveries.labels(target, self.bounded("deliveries", "outcome", outcome)).inc()
+        self.deliveries.labels(target, DELIVERY_OUTCOME_LABELS[status]).inc()
         if seconds is not None:
             self.delivery_latency.labels(target).observe(seconds)
+        if status == DeliveryStatus.DEAD and target == "webhook":
+            self.dead_lettered.inc()
 
-    def delivered(self, post_date: datetime, now: datetime | None = None) -> None:
-        """An alert about a post dated ``post_date`` reached its target."""
+    def delivered(self, alert: Alert, now: datetime | None = None) -> None:
+        """An alert reached its target: post date to now."""
+        try:
+            post_date = datetime.fromisoformat(str(alert.post["date"]))
+        except (KeyError, TypeError, ValueError):
+            return
+        if post_date.tzinfo is None:
+            post_date = post_date.replace(tzinfo=UTC)
         now = now or datetime.now(UTC)
         self.end_to_end_latency.observe(max(0.0, (now - post_date).total_seconds()))
 
@@ -354,8 +393,8 @@ class Metrics:
         self.telegram_429.inc()
         self.telegram_wait.inc(max(0.0, retry_after))
 
-    def webhook_dead_lettered(self) -> None:
-        self.dead_lettered.inc()
+    def process_restarted(self, role: str) -> None:
+        self.process_restarts.labels(self.bounded("restarts", "role", role)).inc()
 
     # --- rules ---------------------------------------------------------------------------------
     def set_rules(self, subscriptions: int, rules_compiled: int, compile_seconds: float) -> None:
@@ -380,10 +419,10 @@ class RedisStateCollector(Collector):
     collector reports ``tgwatch_redis_up 0`` and skips the rest.
     """
 
-    def __init__(self, client: redis.Redis, queues: Sequence[str], dead_letter_key: str) -> None:
+    def __init__(self, client: redis.Redis, queues: Sequence[str]) -> None:
         self.client = client
         self.queues = tuple(queues)
-        self.dead_letter_key = dead_letter_key
+        self.ledger = Ledger(client)
 
     def _families(self) -> dict[str, GaugeMetricFamily]:
         return {
@@ -411,7 +450,7 @@ class RedisStateCollector(Collector):
                 name: FailedJobRegistry(name, connection=self.client).count for name in self.queues
             }
             workers = Worker.count(connection=self.client)
-            dead = self._length(self.dead_letter_key)
+            dead = self.ledger.dead_letter_count()
         except redis.RedisError as exc:
             log.warning("metrics_redis_unavailable", error=type(exc).__name__)
             families["up"].add_metric([], 0)
@@ -423,20 +462,6 @@ class RedisStateCollector(Collector):
         families["workers"].add_metric([], workers)
         families["dead"].add_metric([], dead)
         return list(families.values())
-
-    def _length(self, key: str) -> int:
-        """Items under ``key`` whatever its type (list, sorted set, set, hash or stream)."""
-        kind = self.client.type(key)
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        counters = {
-            "list": self.client.llen,
-            "zset": self.client.zcard,
-            "set": self.client.scard,
-            "hash": self.client.hlen,
-            "stream": self.client.xlen,
-        }
-        counter = counters.get(kind)
-        return int(counter(key)) if counter is not None else 0
 
 
 # --- the MTProto user-account source --------------------------------------------------------------

@@ -6,7 +6,6 @@ adds the watched entities stored in Redis and the recent posts of the post store
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,15 +19,14 @@ from service.core.query.index import RuleIndex
 from service.core.query.match import word_key
 from service.core.text import is_cyrillic
 from service.store.posts import PostStore
+from service.store.rules import RuleStore
 
 _TEST_ID = "test"
 
 
 def stored_entities(client: redis.Redis) -> dict[str, WatchedEntity]:
-    """The watched entities of the rules storage, by id."""
-    raw = client.hgetall(constants.RULES_ENTITIES_KEY)
-    found = (WatchedEntity.from_dict(json.loads(value)) for value in raw.values())
-    return {entity.id: entity for entity in found}
+    """The watched entities of the rule set, by id."""
+    return RuleStore(client).entities()
 
 
 def check_query(query: str, entities: dict[str, WatchedEntity]) -> q.Node:

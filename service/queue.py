@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import redis
 import structlog
@@ -17,7 +15,8 @@ from rq.serializers import JSONSerializer
 from service import constants
 from service.core.formats.result import Rejected
 from service.core.post import Post, bare_channel_id
-from service.redis import text
+from service.redis import Outage, text
+from service.store.rejected import record_rejected
 
 if TYPE_CHECKING:
     from service.metrics import Metrics
@@ -26,35 +25,36 @@ log = structlog.get_logger(__name__)
 
 PROCESS_POSTS = "workers.jobs.process_posts"
 SEEN_PREFIX = constants.KEY_PREFIX + "seen:"
-REJECTED_KEY = constants.KEY_PREFIX + "rejected"
 # Channel id → username, learned from sources that know both (Bot API, preview) so that posts from
 # sources that only know the id (Desktop exports, private channels) land on the same channel.
 CHANNEL_NAMES_KEY = constants.KEY_PREFIX + "channel-names"
 # A claim on a post version lives this long until its batch is safely on the queue; if the process
 # dies first, the claim expires and the next sighting of the post enqueues it again.
 CLAIM_TTL_SECONDS = 120
+# Once its batch is on the queue, the claim lives this long — long enough for a backlog of hours
+# — and only the worker that stored the version makes it the two-week "seen" mark
+# (``confirm_seen``). So a batch lost before it was stored never blocks a re-ingest for weeks;
+# a version enqueued twice meanwhile is found stored by the worker and skipped.
+CLAIM_QUEUED_TTL_SECONDS = 6 * 3600
 
 
 def _bare(post: Post) -> str:
     return str(bare_channel_id(post.channel_id or 0))
 
 
-def posts_queue(connection: redis.Redis, name: str = constants.POSTS_QUEUE) -> Queue:
-    """The RQ queue posts travel on, as JSON (never pickled objects)."""
-    return Queue(name, connection=connection, serializer=JSONSerializer)
-
-
-def record_rejected(connection: redis.Redis, rejected: Rejected, *, stage: str = "parse") -> None:
-    """Keep a malformed item (capped list) where `tgwatch rejected` and redis-cli can see it."""
-    entry = {**rejected.to_dict(), "stage": stage, "at": time.time()}
-    pipe = connection.pipeline()
-    pipe.lpush(REJECTED_KEY, json.dumps(entry, ensure_ascii=False))
-    pipe.ltrim(REJECTED_KEY, 0, constants.REJECTS_MAX - 1)
+def confirm_seen(connection: redis.Redis, version_keys: Sequence[str]) -> None:
+    """Post versions are stored: their claims become the two-week "seen" marks (one round trip)."""
+    if not version_keys:
+        return
+    pipe = connection.pipeline(transaction=False)
+    for key in version_keys:
+        pipe.set(SEEN_PREFIX + key, "stored", ex=constants.SEEN_TTL_SECONDS)
     pipe.execute()
 
 
-def list_rejected(connection: redis.Redis, limit: int = 20) -> list[dict[str, Any]]:
-    return [json.loads(raw) for raw in connection.lrange(REJECTED_KEY, 0, limit - 1)]
+def posts_queue(connection: redis.Redis, name: str = constants.POSTS_QUEUE) -> Queue:
+    """The RQ queue posts travel on, as JSON (never pickled objects)."""
+    return Queue(name, connection=connection, serializer=JSONSerializer)
 
 
 @dataclass
@@ -94,6 +94,7 @@ class Enqueuer:
         self._buffer: list[Post] = []
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
+        self.outage = Outage("enqueuer")
 
     # --- the PostSink protocol -----------------------------------------------------------------
     async def put(self, post: Post) -> bool:
@@ -141,8 +142,17 @@ class Enqueuer:
 
     # --- internals -----------------------------------------------------------------------------
     async def _flush_later(self) -> None:
+        """Flush the batch when its wait is over; while Redis is away, keep it and try again
+        (capped backoff), so posts a source handed over are not dropped by an outage."""
         await asyncio.sleep(self.batch_wait)
-        await self.flush()
+        while True:
+            try:
+                await self.flush()
+            except redis.RedisError as exc:
+                await asyncio.sleep(self.outage.failed(exc))
+                continue
+            self.outage.recovered()
+            return
 
     def _resolve_channels(self, posts: Sequence[Post]) -> list[Post]:
         """Learn id → username from posts that carry both; name id-only posts by it."""
@@ -191,7 +201,7 @@ class Enqueuer:
                 pipeline=pipe,
             )
             for post in batch:
-                pipe.expire(SEEN_PREFIX + post.version_key, constants.SEEN_TTL_SECONDS)
+                pipe.expire(SEEN_PREFIX + post.version_key, CLAIM_QUEUED_TTL_SECONDS)
             pipe.execute()
         self.stats.jobs += 1
         log.debug("batch_enqueued", posts=len(batch), queue=self.queue.name)

@@ -1,10 +1,17 @@
-"""Running the listeners of one process: sources into the queue, stopped cleanly on a signal."""
+"""Running the listeners of one process — sources into the queue — and `tgwatch run`'s group of
+listeners and worker processes, stopped cleanly on a signal.
+
+A stop can come at any moment: ``StopSignals`` (installed by the command's first line) catches a
+signal that arrives while modules load or workers start, and ``stop_event`` carries it into the
+event loop, where the loop's own handlers take over.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -17,25 +24,37 @@ from pydantic import SecretStr
 from service import constants
 from service.config import Settings
 from service.metrics import Metrics
+from service.ops import Check, async_readiness, ops_ports, redis_ready, start_ops
 from service.queue import Enqueuer, EnqueueStats
 from service.redis import RedisHandle
 from service.sources.base import Listener
 
 if TYPE_CHECKING:
-    from service.api.ops import Check
     from service.sources.replay import ReplayBotAPI
-    from service.store.subscribers import SubscriberStore
+    from workers.runner import Supervisor
 
 log = structlog.get_logger(__name__)
 
+SOURCES = ("bot", "preview", "mtproto")
 
-def _install_stop_handlers(stop: asyncio.Event) -> None:
+
+class NoSourcesError(RuntimeError):
+    """The configuration gives the listener nothing to read."""
+
+
+def stop_event(requested: threading.Event | None = None) -> asyncio.Event:
+    """An event set by SIGINT/SIGTERM from now on, or already set if ``requested`` (a signal
+    caught before the loop ran) is."""
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
-            return
+            break
+    if requested is not None and requested.is_set():
+        stop.set()
+    return stop
 
 
 async def build_listeners(
@@ -45,7 +64,7 @@ async def build_listeners(
     sink: Enqueuer,
     stack: AsyncExitStack,
     *,
-    metrics: Metrics | None = None,
+    metrics: Metrics,
     sources: frozenset[str] | None = None,
     checks: dict[str, Check] | None = None,
 ) -> list[Listener]:
@@ -53,25 +72,25 @@ async def build_listeners(
     ``preview`` and/or ``mtproto``); their resources close with ``stack``; sources with a
     readiness of their own add it to ``checks`` (/readyz)."""
     listeners: list[Listener] = []
-    wanted = sources or frozenset({"bot", "preview", "mtproto"})
+    wanted = sources or frozenset(SOURCES)
     if settings.telegram_token is not None and "bot" in wanted:
+        from service.bot.access import BotAccess
         from service.bot.app import ALLOWED_UPDATES, setup_dispatcher
-        from service.bot.settings import BotAccess, BotSettings
         from service.sources.bot import BotListener
 
         # One token, one getUpdates consumer: the listener that reads channel posts also serves
         # the subscriber bot's commands and alert buttons (Telegram refuses a second poller).
         bot_listener = BotListener.from_settings(
-            settings, sink, webhook_url=settings.webhook_url, extra_updates=ALLOWED_UPDATES
-        )
-        dispatcher = setup_dispatcher(
+            settings, sink, webhook_url=settings.webhook_url, extra_updates=ALLOWED_UPDATES,
+            metrics=metrics,
+        )  # fmt: skip
+        setup_dispatcher(
             bot_listener.dispatcher,
             client=connection,
-            access=BotAccess.from_settings(BotSettings()),
+            access=BotAccess.from_settings(settings.bot),
             static_channels=list(settings.channels),
         )
         listeners.append(bot_listener)
-        listeners.append(MuteSweeper(dispatcher["store"]))
     from service.store import watchlist
 
     async def added_channels() -> list[str]:
@@ -87,8 +106,7 @@ async def build_listeners(
         store = ChannelStore.from_url(redis_url)
         stack.push_async_callback(store.aclose)
         http = await stack.enter_async_context(build_http_client(settings.preview_concurrency))
-        if metrics is not None:
-            metrics.register_channels("preview", channels)
+        metrics.register_channels("preview", channels)
         listeners.append(
             PreviewPoller.from_settings(
                 settings, sink, store, http, channel_source=added_channels, metrics=metrics
@@ -108,35 +126,14 @@ async def build_listeners(
     return listeners
 
 
-class MuteSweeper:
-    """Brings muted subscriptions back when their mute ends (the bot's "mute 1 h" button)."""
-
-    def __init__(self, store: SubscriberStore) -> None:
-        self.store = store
-
-    async def run(self, stop: asyncio.Event) -> None:
-        from service.store.subscribers import sweep_mutes
-
-        task = asyncio.create_task(sweep_mutes(self.store))
-        await stop.wait()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def start_ops(
-    settings: Settings,
-    connection: redis.Redis,
-    metrics: Metrics,
-    stack: AsyncExitStack,
-    checks: dict[str, Check] | None = None,
-) -> None:
-    """Serve /metrics, /healthz and /readyz of this process on TGWATCH_METRICS_PORT (if set).
+async def serve_ops(
+    settings: Settings, connection: redis.Redis, metrics: Metrics, port: int,
+    stack: AsyncExitStack, *, checks: dict[str, Check] | None = None,
+) -> None:  # fmt: skip
+    """/metrics, /healthz and /readyz of an async process (listeners, bot, API) on ``port``.
     ``checks`` may gain entries later (sources built after the server starts): each is run."""
-    if not settings.metrics_port:
+    if not port:
         return
-    from service.api.ops import async_readiness, ops_app, redis_ready, start_ops_server
-
     metrics.attach_redis(connection)
 
     async def redis_ok() -> bool:
@@ -144,33 +141,34 @@ async def start_ops(
 
     checks = {} if checks is None else checks
     checks["redis"] = redis_ok
-    app = ops_app(metrics, async_readiness(checks))
-    runner = await start_ops_server(app, settings.metrics_host, settings.metrics_port)
-    stack.push_async_callback(runner.cleanup)
+    await start_ops(metrics, async_readiness(checks), settings.metrics_host, port,
+                    stack)  # fmt: skip
 
 
 async def run_listeners(
     settings: Settings,
     connection: redis.Redis,
     redis_url: str,
+    stop: asyncio.Event,
     *,
     replay: ReplayBotAPI | None = None,
     sources: frozenset[str] | None = None,
+    ops_port: int | None = None,
+    metrics: Metrics | None = None,
 ) -> EnqueueStats | None:
-    """Run every configured source until a stop signal, or in demo mode until the bundled
-    sample has gone through the bot listener. Returns the enqueue counts (None when a signal
-    cut a demo short). The enqueuer is flushed on the way out: nothing a source handed over is
-    lost."""
-    stop = asyncio.Event()
-    _install_stop_handlers(stop)
-    metrics = Metrics()
+    """Run every configured source until ``stop``, or in demo mode until the bundled sample has
+    gone through the bot listener. Returns the enqueue counts (None when a signal cut a demo
+    short). The enqueuer is flushed on the way out: nothing a source handed over is lost.
+    Raises NoSourcesError when nothing is configured, RuntimeError when a listener failed."""
+    metrics = metrics or Metrics()
     enqueuer = Enqueuer(
         connection, batch_size=settings.batch_size, batch_wait=settings.batch_wait, metrics=metrics
     )
+    port = settings.metrics_port if ops_port is None else ops_port
     checks: dict[str, Check] = {}
     async with AsyncExitStack() as stack:
         stack.push_async_callback(enqueuer.close)
-        await start_ops(settings, connection, metrics, stack, checks)
+        await serve_ops(settings, connection, metrics, port, stack, checks=checks)
         if replay is not None:
             return await _replay(settings, enqueuer, stop, replay)
         listeners = await build_listeners(
@@ -178,20 +176,27 @@ async def run_listeners(
             checks=checks,
         )  # fmt: skip
         if not listeners:
-            log.error("no_sources", hint="set TGWATCH_TELEGRAM_TOKEN and/or TGWATCH_CHANNELS")
-            return enqueuer.stats
+            raise NoSourcesError("no source is configured: set TGWATCH_TELEGRAM_TOKEN, "
+                                 "TGWATCH_CHANNELS and/or MTProto accounts")  # fmt: skip
         tasks = [asyncio.create_task(listener.run(stop)) for listener in listeners]
         stopper = asyncio.create_task(stop.wait())
         # A listener that dies stops the process (a supervisor restarts it) instead of running on
         # with a source silently missing.
         await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        failed_early = not stop.is_set()
         stop.set()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         stopper.cancel()
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-                log.error("listener_failed", error=f"{type(result).__name__}: {result}")
+        errors = [
+            f"{type(result).__name__}: {result}"
+            for result in results
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError)
+        ]
+        for error in errors:
+            log.error("listener_failed", error=error)
         log.info("listeners_stopped", enqueued=enqueuer.stats.enqueued)
+        if errors or failed_early:
+            raise RuntimeError(errors[0] if errors else "a listener stopped on its own")
         return None
 
 
@@ -231,13 +236,16 @@ async def _replay(
     return None if stop.is_set() else enqueuer.stats
 
 
-def wait_for_queues(connection: redis.Redis, names: Sequence[str], timeout: float) -> bool:
-    """Wait until the queues are empty and no job of theirs is running; False on timeout."""
+def wait_for_queues(
+    connection: redis.Redis, names: Sequence[str], timeout: float, stop: threading.Event
+) -> bool:
+    """Wait until the queues are empty and no job of theirs is running; False on timeout or
+    when ``stop`` is set first."""
     from rq import Queue
     from rq.registry import StartedJobRegistry
 
     deadline = time.monotonic() + timeout
-    while True:
+    while not stop.is_set():
         busy = 0
         for name in names:
             queue = Queue(name, connection=connection)
@@ -246,59 +254,84 @@ def wait_for_queues(connection: redis.Redis, names: Sequence[str], timeout: floa
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(0.1)
+        stop.wait(0.1)
+    return False
+
+
+async def _supervise(supervisor: Supervisor, stop: asyncio.Event) -> None:
+    """Restart dead worker processes until the service stops."""
+    while not stop.is_set():
+        await asyncio.to_thread(supervisor.check)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
 
 
 async def run_service(
-    settings: Settings, redis_handle: RedisHandle, workers: int, *, demo: bool
+    settings: Settings,
+    redis_handle: RedisHandle,
+    workers: int,
+    *,
+    demo: bool,
+    requested: threading.Event | None = None,
 ) -> str | None:
     """`tgwatch run`: N worker processes and the listeners of this process, stopped together.
 
     In demo mode the local demo parties start first (workers must know where the local Telegram
     is), the bundled sample is replayed, and once the queues are drained a summary is returned.
     """
-    from workers.runner import (
-        WorkerSpec,
-        start_worker_processes,
-        stop_worker_processes,
-        worker_env,
-    )
+    from workers.runner import ALL_QUEUES, Supervisor, WorkerSpec, worker_env
 
+    stop = stop_event(requested)
     connection = redis_handle.client
-    queues = (constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE)
     demo_parties = None
     overrides: dict[str, str] = {}
-    if demo:
+    if demo and not stop.is_set():
         from service.demo import Demo
 
         demo_parties = await Demo.start(connection)
         overrides = demo_parties.worker_env()
     env = worker_env(redis_handle.url, **overrides)
-    specs = [WorkerSpec(env, redis_handle.url, queues, False, index) for index in range(workers)]
+    listener_port, worker_ports = ops_ports(settings.metrics_port, workers, listener=True)
+    specs = [
+        WorkerSpec(env, redis_handle.url, ALL_QUEUES, False, index, worker_ports[index])
+        for index in range(workers)
+    ]
     started = time.monotonic()
-    procs = start_worker_processes(specs)
+    metrics = Metrics()
+    supervisor = Supervisor(specs, metrics)
+    if not stop.is_set():
+        supervisor.start()
+    watcher = asyncio.create_task(_supervise(supervisor, stop))
     stats: EnqueueStats | None = None
+    drained = threading.Event()
     try:
         replay = demo_parties.replay if demo_parties is not None else None
-        stats = await run_listeners(settings, connection, redis_handle.url, replay=replay)
+        if not stop.is_set():
+            stats = await run_listeners(settings, connection, redis_handle.url, stop,
+                                        replay=replay, ops_port=listener_port,
+                                        metrics=metrics)  # fmt: skip
         if demo_parties is not None and stats is not None:
             # In a thread: the local Telegram and webhook receiver on this loop keep answering.
-            drained = await asyncio.to_thread(
-                wait_for_queues, connection, queues, constants.DEMO_TIMEOUT_SECONDS
-            )
-            if not drained:
+            waiter = asyncio.create_task(asyncio.to_thread(
+                wait_for_queues, connection, ALL_QUEUES, constants.DEMO_TIMEOUT_SECONDS, drained
+            ))  # fmt: skip
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            drained.set()
+            stopper.cancel()
+            if not await waiter and not stop.is_set():
                 log.warning("demo_queues_not_drained", seconds=constants.DEMO_TIMEOUT_SECONDS)
     finally:
-        await asyncio.to_thread(stop_worker_processes, procs)
+        drained.set()
+        watcher.cancel()
+        await asyncio.to_thread(supervisor.stop)
         if demo_parties is not None:
             await demo_parties.stop()
-    if demo_parties is None or stats is None:
+    if demo_parties is None or stats is None or stop.is_set():
         return None
     from service.summary import demo_summary
 
-    hint = "tgwatch"
-    if settings.redis_url is None:
-        hint = f"TGWATCH_DATA_DIR={settings.data_dir} tgwatch"
+    hint = f"TGWATCH_DATA_DIR={settings.data_dir} tgwatch"
     summary = demo_summary(connection, stats, time.monotonic() - started, hint)
     lines = [summary, *demo_parties.report()]
     return "\n".join(lines)

@@ -1,28 +1,22 @@
-"""`tgwatch subscriptions import|export`: a whole setup (entities, subscriptions, where alerts
-go) kept in one rules file.
+"""A whole setup (entities, subscriptions, where alerts go) kept in one rules file: import and
+export (`tgwatch subscriptions import|export`, `tgwatch rules load`, TGWATCH_RULES_FILE).
 
 Import validates with the rule engine's loader (``service.core.rules``) and the delivery
-module's target parser, then writes through the subscription store; running it twice changes
-nothing the second time. Export writes the same YAML back.
+targets' parser, then writes through the subscription store in one rule-set transaction;
+running it twice changes nothing the second time. Export writes the same YAML back.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
-import click
 import redis
 import yaml
-from redis.typing import EncodableT, FieldT
 
-from service import constants
 from service.core.model import WatchedEntity
-from service.core.rules import RulesError, RuleSet, load_rules
-from service.querytools import stored_entities
+from service.core.rules import RuleSet
+from service.store.rules import RulesWrite
 from service.store.subscribers import StoredSubscription, SubscriberStore, validate_targets
 
 
@@ -61,7 +55,8 @@ def _file_view(sub: StoredSubscription) -> dict[str, Any]:
 
 
 def import_ruleset(client: redis.Redis, ruleset: RuleSet, *, prune: bool = False) -> ImportSummary:
-    """Bring the stored setup in line with ``ruleset``; ValueError when a target is invalid."""
+    """Bring the stored setup in line with ``ruleset`` in one transaction (one rules-version
+    bump, so workers compile the whole import once); ValueError when a target is invalid."""
     summary = ImportSummary()
     store = SubscriberStore(client)
     incoming: list[StoredSubscription] = []
@@ -75,7 +70,7 @@ def import_ruleset(client: redis.Redis, ruleset: RuleSet, *, prune: bool = False
                 rule.id, rule.query, rule.name or rule.id, tuple(targets), rule.paused
             )
         )
-    _import_entities(client, ruleset.entities, prune, summary)
+    stored_entities = store.rules.entities()
     existing = {sub.id: sub for sub in store.all()}
     writes: list[StoredSubscription] = []
     for new in incoming:
@@ -91,21 +86,23 @@ def import_ruleset(client: redis.Redis, ruleset: RuleSet, *, prune: bool = False
             writes.append(
                 replace(old, query=new.query, name=new.name, targets=new.targets, paused=new.paused)
             )
-    for sub in writes:
-        store.put(sub)
-    if prune:
-        keep = {sub.id for sub in incoming}
-        for sub_id in sorted(set(existing) - keep):
-            store.delete(sub_id)
-            summary.removed.append(sub_id)
+    removed = sorted(set(existing) - {sub.id for sub in incoming}) if prune else []
+    with store.rules.write() as batch:
+        _import_entities(batch, stored_entities, ruleset.entities, prune, summary)
+        store.write(writes, {sub.id: existing.get(sub.id) for sub in writes}, batch)
+        store.delete_many([existing[sub_id] for sub_id in removed], batch)
+    summary.removed.extend(removed)
     return summary
 
 
 def _import_entities(
-    client: redis.Redis, entities: tuple[WatchedEntity, ...], prune: bool, summary: ImportSummary
+    batch: RulesWrite,
+    stored: dict[str, WatchedEntity],
+    entities: tuple[WatchedEntity, ...],
+    prune: bool,
+    summary: ImportSummary,
 ) -> None:
-    stored = stored_entities(client)
-    writes: dict[FieldT, EncodableT] = {}
+    writes: list[WatchedEntity] = []
     for entity in entities:
         old = stored.get(entity.id)
         if old is None:
@@ -115,24 +112,18 @@ def _import_entities(
             continue
         else:
             summary.entities["changed"].append(entity.id)
-        writes[entity.id] = json.dumps(entity.to_dict(), ensure_ascii=False, sort_keys=True)
+        writes.append(entity)
     removed = sorted(set(stored) - {e.id for e in entities}) if prune else []
     summary.entities["removed"] = removed
-    if not writes and not removed:
-        return
-    pipe = client.pipeline(transaction=True)
-    if writes:
-        pipe.hset(constants.RULES_ENTITIES_KEY, mapping=writes)
-    if removed:
-        pipe.hdel(constants.RULES_ENTITIES_KEY, *removed)
-    pipe.incr(constants.RULES_VERSION_KEY)
-    pipe.execute()
+    batch.put_entities(writes)
+    batch.delete_entities(*removed)
 
 
 def export_document(client: redis.Redis) -> dict[str, Any]:
     """The stored setup as a rules-file document."""
-    entities = sorted(stored_entities(client).values(), key=lambda e: e.id)
-    subs = SubscriberStore(client).all()
+    store = SubscriberStore(client)
+    entities = sorted(store.rules.entities().values(), key=lambda e: e.id)
+    subs = store.all()
     document: dict[str, Any] = {}
     if entities:
         document["entities"] = [
@@ -144,53 +135,3 @@ def export_document(client: redis.Redis) -> dict[str, Any]:
 
 def export_yaml(client: redis.Redis) -> str:
     return yaml.safe_dump(export_document(client), sort_keys=False, allow_unicode=True, width=100)
-
-
-# --- CLI ---------------------------------------------------------------------------------------
-@click.group("subscriptions")
-def subscriptions() -> None:
-    """Import or export subscriptions (with where their alerts go) as a rules file."""
-
-
-@subscriptions.command("import")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--prune", is_flag=True, help="Remove stored subscriptions the file lacks.")
-def import_command(path: Path, prune: bool) -> None:
-    """Load PATH (idempotent) and print what was added, changed, unchanged, removed."""
-    from service.cli import open_root
-
-    try:
-        ruleset = load_rules(path)
-    except RulesError as exc:
-        for problem in exc.problems:
-            where = f"{path}:{problem.line}" if problem.line else str(path)
-            click.echo(f"{where}: {problem.message}", err=True)
-        sys.exit(1)
-    with open_root() as root:
-        try:
-            summary = import_ruleset(root.redis.client, ruleset, prune=prune)
-        except ValueError as exc:
-            click.echo(f"{path}: {exc}", err=True)
-            sys.exit(1)
-    for line in summary.lines():
-        click.echo(line)
-
-
-@subscriptions.command("export")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write to this file instead of standard output.",
-)
-def export_command(output: Path | None) -> None:
-    """Write the stored entities and subscriptions (with notify targets) as YAML."""
-    from service.cli import open_root
-
-    with open_root() as root:
-        text = export_yaml(root.redis.client)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)

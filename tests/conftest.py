@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import redis
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "service" / "data" / "sample"
 _LOCK_KEY = "__tgwatch_test_lock__"
 # Set in every database the suite claims; a database with data but without it is not ours.
@@ -95,8 +94,9 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def fixtures_dir() -> Path:
-    """The shared real-shaped sample (falls back to the copy shipped in the package)."""
-    return FIXTURES if FIXTURES.is_dir() else SAMPLE_DIR
+    """The real-shaped sample shipped in the package: the same files on every machine (a shared
+    copy elsewhere may be older than the sample this checkout extends)."""
+    return SAMPLE_DIR
 
 
 pytest_plugins = ["tests.fakes.botapi"]

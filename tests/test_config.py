@@ -32,6 +32,13 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ("TGWATCH_REDIS_URL", "localhost:6379"),
         ("TGWATCH_WORKERS", "many"),
         ("TGWATCH_TELEGRAM_API_URL", "api.telegram.org"),
+        ("TGWATCH_LANGUAGES", "xx"),
+        ("TGWATCH_DELIVERY_WEBHOOK_SCHEDULE", "5,soon,120"),
+        ("TGWATCH_DELIVERY_WEBHOOK_SCHEDULE", "5,inf"),
+        ("TGWATCH_DELIVERY_LEASE_SECONDS", "-1"),
+        ("TGWATCH_BOT_ALLOWED", "abc"),
+        ("TGWATCH_BOT_ADMINS", "12,x"),
+        ("TGWATCH_METRICS_PORT", "70000"),
     ],
 )
 def test_a_bad_value_names_the_variable(
@@ -43,6 +50,29 @@ def test_a_bad_value_names_the_variable(
     message = str(caught.value)
     assert message.startswith(name + ":")
     assert "\n" not in message
+    assert value not in message.removeprefix(name + ":")  # a value may be a secret
+
+
+def test_settings_have_their_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TGWATCH_BOT_ALLOWED", "1, 2,-1003")
+    monkeypatch.setenv("TGWATCH_DELIVERY_WEBHOOK_SCHEDULE", "1,2.5")
+    settings = load_settings(_env_file=None)
+    assert settings.bot.allowed == [1, 2, -1003]
+    assert settings.delivery.webhook_schedule == (1.0, 2.5)
+
+
+def test_a_bad_setting_is_one_line_from_the_command_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from service.cli import cli
+
+    monkeypatch.setenv("TGWATCH_DELIVERY_WEBHOOK_SCHEDULE", "5,soon")
+    result = CliRunner().invoke(cli, ["status"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "tgwatch: configuration error: TGWATCH_DELIVERY_WEBHOOK_SCHEDULE: must be comma-separated "
+        "seconds, e.g. 5,30,120"
+    ]
 
 
 def test_the_token_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:

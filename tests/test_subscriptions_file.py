@@ -10,14 +10,15 @@ import redis
 import yaml
 from click.testing import CliRunner
 
+from service.commands.subscriptions import subscriptions
 from service.core.rules import parse_rules
-from service.rules_watch import load_ruleset, rules_version
+from service.store.rules import RuleStore
 from service.store.subscribers import (
     StoredSubscription,
     SubscriberSettings,
     SubscriberStore,
 )
-from service.subscriptions_file import export_yaml, import_ruleset, subscriptions
+from service.subscriptions_file import export_yaml, import_ruleset
 
 RULES = """\
 entities:
@@ -46,15 +47,15 @@ def test_import_twice_is_idempotent(redis_client: redis.Redis) -> None:
     first = import_ruleset(redis_client, ruleset)
     assert sorted(first.added) == ["ceasefire", "lavrov"]
     assert first.entities["added"] == ["lavrov"]
-    version = rules_version(redis_client)
+    version = RuleStore(redis_client).version()
     second = import_ruleset(redis_client, ruleset)
     assert (second.added, second.changed, second.removed) == ([], [], [])
     assert sorted(second.unchanged) == ["ceasefire", "lavrov"]
     assert second.entities["unchanged"] == ["lavrov"]
-    assert rules_version(redis_client) == version  # nothing written, nothing recompiled
+    assert RuleStore(redis_client).version() == version  # nothing written, nothing recompiled
     assert second.lines()[0] == "subscriptions: 0 added, 0 changed, 2 unchanged, 0 removed"
 
-    _, stored = load_ruleset(redis_client)
+    _, stored = RuleStore(redis_client).load()
     assert {s.id: s.paused for s in stored.subscriptions} == {"ceasefire": True, "lavrov": False}
     lavrov = next(s for s in stored.subscriptions if s.id == "lavrov")
     assert lavrov.notify[0] == {"telegram": -1001234567890}
@@ -78,7 +79,7 @@ def test_export_round_trips(redis_client: redis.Redis) -> None:
         SubscriberStore(redis_client).set_settings(-1001234567890, SubscriberSettings(digest="1h"))
         == 1
     )
-    _, stored = load_ruleset(redis_client)
+    _, stored = RuleStore(redis_client).load()
     lavrov = next(s for s in stored.subscriptions if s.id == "lavrov")
     assert lavrov.notify[0]["digest"] == "1h"
     text = export_yaml(redis_client)

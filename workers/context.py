@@ -1,4 +1,11 @@
-"""The per-process context of a worker: built once at start-up, handed to every job."""
+"""The one per-process context of a worker: built once at start-up, handed to every job.
+
+RQ calls job functions by name with only their payload, so the worker's composition root
+(``workers.runner.build_worker``) installs one ``WorkerContext`` per process with ``install``
+and jobs read it with ``current``; nothing here is created at import time. It has two parts:
+``stage`` (the post stage: stores, the analyzers, the compiled rules; only in workers that serve
+the posts queue) and ``delivery`` (stores, senders and their clients).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +21,12 @@ from service.analyzers import enricher_from_settings
 from service.config import Settings
 from service.core.enrich import Enricher
 from service.core.query.index import RuleIndex
-from service.core.rules import RuleSet, Subscription
+from service.core.rules import RuleSet, Subscription, subscription_kind
 from service.metrics import Metrics
-from service.rules_watch import RuleCache
 from service.store.matches import RedisMatchState
 from service.store.posts import PostStore
+from service.store.rules import RuleCache
+from workers.delivery.context import DeliveryContext
 
 log = structlog.get_logger(__name__)
 
@@ -32,15 +40,15 @@ class LiveRules:
     def __init__(
         self,
         client: Redis,
+        metrics: Metrics,
         *,
-        metrics: Metrics | None = None,
         on_change: Callable[[RuleSet], None] | None = None,
     ) -> None:
-        self.client = client
         self.cache = RuleCache(client)
         self.metrics = metrics
         self.on_change = on_change
         self.subscriptions: dict[str, Subscription] = {}
+        self.kinds: dict[str, str] = {}
         self._version: int | None = None
 
     def current(self) -> RuleIndex:
@@ -49,29 +57,23 @@ class LiveRules:
         if self.cache.version != self._version:
             ruleset = self.cache.ruleset
             self.subscriptions = {sub.id: sub for sub in ruleset.subscriptions}
+            self.kinds = {sub.id: subscription_kind(sub.query) for sub in ruleset.subscriptions}
             self._version = self.cache.version
             if self.on_change is not None:
                 self.on_change(ruleset)
-            if self.metrics is not None:
-                self.metrics.set_rules(
-                    len(ruleset.subscriptions), len(index), time.perf_counter() - started
-                )
+            self.metrics.set_rules(
+                len(ruleset.subscriptions), len(index), time.perf_counter() - started
+            )
         return index
 
 
 @dataclass
-class WorkerContext:
-    """Everything a job needs: clients, stores, the compiled rules and the analyzers.
+class PostStage:
+    """What the post stage needs: stores, the analyzers and the compiled rules."""
 
-    RQ calls job functions by name with only their payload, so the worker's composition root
-    installs one context per process with ``install`` and jobs read it with ``current``; nothing
-    here is created at import time.
-    """
-
-    settings: Settings
     redis: Redis
-    posts: PostStore
     metrics: Metrics
+    posts: PostStore
     enricher: Enricher
     rules: LiveRules
     match_state: RedisMatchState
@@ -80,24 +82,19 @@ class WorkerContext:
 
     @classmethod
     def build(
-        cls, settings: Settings, connection: Redis, metrics: Metrics | None = None
-    ) -> WorkerContext:
-        from workers.delivery.context import deliveries_queue
-
-        metrics = metrics or Metrics()
-        enricher = enricher_from_settings(settings)
-        context = cls(
-            settings=settings,
+        cls, settings: Settings, connection: Redis, metrics: Metrics, deliveries: Queue
+    ) -> PostStage:
+        stage = cls(
             redis=connection,
-            posts=PostStore(connection),
             metrics=metrics,
-            enricher=enricher,
-            rules=LiveRules(connection, metrics=metrics),
+            posts=PostStore(connection),
+            enricher=enricher_from_settings(settings),
+            rules=LiveRules(connection, metrics),
             match_state=RedisMatchState(connection),
-            deliveries=deliveries_queue(connection),
+            deliveries=deliveries,
         )
-        context.rules.on_change = context._rules_changed
-        return context
+        stage.rules.on_change = stage._rules_changed
+        return stage
 
     def _rules_changed(self, ruleset: RuleSet) -> None:
         # Watched entities come with the rules: re-key the recognizer, keep the loaded models.
@@ -106,7 +103,42 @@ class WorkerContext:
                  entities=len(ruleset.entities))  # fmt: skip
 
 
-def install(context: WorkerContext) -> None:
+@dataclass
+class WorkerContext:
+    """Everything a job of this process needs."""
+
+    settings: Settings
+    redis: Redis
+    metrics: Metrics
+    delivery: DeliveryContext
+    stage: PostStage | None = None
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        connection: Redis,
+        metrics: Metrics,
+        *,
+        post_stage: bool = True,
+        lease: str | None = None,
+    ) -> WorkerContext:
+        delivery = DeliveryContext.from_settings(settings, connection, metrics, lease)
+        stage = None
+        if post_stage:
+            stage = PostStage.build(settings, connection, metrics, delivery.queue)
+        return cls(settings, connection, metrics, delivery, stage)
+
+    def post_stage(self) -> PostStage:
+        if self.stage is None:
+            raise RuntimeError("this worker does not serve the posts queue")
+        return self.stage
+
+    def close(self) -> None:
+        self.delivery.close()
+
+
+def install(context: WorkerContext | None) -> None:
     global _current  # noqa: PLW0603 - the one slot RQ leaves us to pass a context to jobs
     _current = context
 

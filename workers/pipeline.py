@@ -1,7 +1,8 @@
 """The post stage: every post version goes through here — enrich, match, alert, store.
 
 This is the single place where enrichment, matching and alerting plug in. It is synchronous
-and takes its clients from the worker context, so it runs the same in a worker and in tests.
+and takes its clients from the worker's post-stage context, so it runs the same in a worker
+and in tests.
 
 A retried batch must neither lose nor repeat an alert. So the version is stored *last* (a
 stored version is a finished one and is skipped), the alerts decided for a version are kept
@@ -12,18 +13,17 @@ subscription and the post version; deliveries are claimed per alert and target).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 
 import structlog
 
-from service import constants
 from service.core import alerting
 from service.core.model import Alert, Enrichment
 from service.core.post import Post
-from service.deliveries import enqueue_deliveries
-from workers.context import WorkerContext
+from service.delivery_queue import enqueue_deliveries
+from service.queue import confirm_seen
+from workers.context import PostStage
 
 log = structlog.get_logger(__name__)
 
@@ -42,39 +42,32 @@ class StageReport:
     errors: list[str] = field(default_factory=list)
 
 
-def _decided_key(post: Post) -> str:
-    return f"{constants.DECIDED_PREFIX}{post.version_key}"
-
-
 def _decide(
-    context: WorkerContext, post: Post, enrichment: Enrichment, saved: bytes | str | None
+    context: PostStage, post: Post, enrichment: Enrichment, saved: list[Alert] | None
 ) -> list[Alert]:
     """Match the post and apply the alert rules, or reuse what a failed attempt decided."""
     if saved is not None:
-        return [Alert.from_dict(item) for item in json.loads(saved)]
+        return saved
     metrics = context.metrics
     with metrics.stage_timer("match"):
+        now = context.clock()
         index = context.rules.current()
-        matches = index.match(post, enrichment)
+        matches = index.match(post, enrichment, now)
     with metrics.stage_timer("alert"):
         alerts = alerting.process(
-            post, matches, context.match_state, enrichment=enrichment, now=context.clock()
+            post, matches, context.match_state, enrichment=enrichment, now=now
         )
     if alerts:
-        context.redis.set(
-            _decided_key(post),
-            json.dumps([alert.to_dict() for alert in alerts], ensure_ascii=False),
-            ex=constants.DECIDED_TTL_SECONDS,
-        )
+        context.match_state.save_decided(post.version_key, alerts)
     return alerts
 
 
-def _deliver(context: WorkerContext, alerts: list[Alert], report: StageReport) -> None:
+def _deliver(context: PostStage, alerts: list[Alert], report: StageReport) -> None:
     metrics = context.metrics
+    kinds = context.rules.kinds
     for alert in alerts:
-        metrics.match("subscription")
-        outcome = "alert" if alert.suppressed is None else f"suppressed_{alert.suppressed}"
-        metrics.alert(outcome)
+        metrics.match(kinds.get(alert.subscription_id, "keyword"))
+        metrics.alert(alert)
         report.matches += 1
         if alert.suppressed is not None:
             report.suppressed += 1
@@ -92,12 +85,12 @@ def _deliver(context: WorkerContext, alerts: list[Alert], report: StageReport) -
 
 
 def process_post(
-    context: WorkerContext,
+    context: PostStage,
     post: Post,
     report: StageReport,
     *,
     stored: bool = False,
-    saved: bytes | str | None = None,
+    saved: list[Alert] | None = None,
 ) -> None:
     """Enrich, match, alert and store one post version. ``stored`` (this version is already
     stored: skip it) and ``saved`` (alerts a failed attempt decided) are read for a whole batch
@@ -105,6 +98,7 @@ def process_post(
     if stored:
         report.already_stored += 1
         return
+    structlog.contextvars.bind_contextvars(post=post.version_key)
     with context.metrics.stage_timer("enrich"):
         enrichment = context.enricher.enrich(post)
     alerts = _decide(context, post, enrichment, saved)
@@ -117,18 +111,21 @@ def process_post(
         report.already_stored += 1
 
 
-def process_posts(context: WorkerContext, posts: list[Post]) -> StageReport:
+def process_posts(context: PostStage, posts: list[Post]) -> StageReport:
     """Run the post stage over a batch of post versions."""
     started = time.perf_counter()
     report = StageReport(received=len(posts))
     # Two round trips for the whole batch instead of two per post.
     stored = context.posts.has_versions(posts)
-    saved = context.redis.mget([_decided_key(post) for post in posts]) if posts else []
+    saved = context.match_state.decided([post.version_key for post in posts])
     seen: set[str] = set()
     for post, is_stored, decided in zip(posts, stored, saved, strict=True):
         repeated = post.version_key in seen  # the same version twice in one batch
         seen.add(post.version_key)
         process_post(context, post, report, stored=is_stored or repeated, saved=decided)
+    # Only now, with every version stored, do the sources' claims become two-week marks.
+    confirm_seen(context.redis, sorted(seen))
+    structlog.contextvars.unbind_contextvars("post")
     context.metrics.post_processed(len(posts))
     log.info(
         "posts_processed",

@@ -10,9 +10,8 @@ is the one route table: the app and the OpenAPI document (``service.api.openapi`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,13 +20,14 @@ import structlog
 from aiohttp import web
 
 from service import constants
-from service.core.model import Alert
+from service.core.delivery import WebhookTarget, parse_target
 from service.core.query.parser import QueryError
-from service.deliveries import WebhookTarget, parse_target
+from service.delivery_queue import deliveries_queue, redeliver
 from service.querytools import check_query, run_test, stored_entities
-from service.redis import text
 from service.store import watchlist
 from service.store.apikeys import ApiKey, ApiKeyStore
+from service.store.deliveries import Ledger
+from service.store.matches import alerts_page
 from service.store.posts import PostStore
 from service.store.subscribers import (
     MODES,
@@ -36,7 +36,6 @@ from service.store.subscribers import (
     SubscriberStore,
     SubscriptionExistsError,
     new_subscription_id,
-    sweep_mutes,
     validate_targets,
 )
 
@@ -257,23 +256,8 @@ def _read_alerts(
     client: redis.Redis, owner: str | None, before: str, limit: int, store: SubscriberStore
 ) -> tuple[list[dict[str, Any]], str | None]:
     owned = None if owner is None else {sub.id for sub in store.subscriptions(owner)}
-    found: list[dict[str, Any]] = []
-    cursor = before
-    while len(found) < limit:
-        raw = client.xrevrange(constants.ALERTS_STREAM, max=cursor, count=limit * 2) or []
-        entries = [(text(entry_id), fields or {}) for entry_id, fields in raw]
-        if cursor != "+":
-            entries = [entry for entry in entries if entry[0] != cursor]
-        if not entries:
-            return found, None
-        for entry_id, fields in entries:
-            cursor = entry_id
-            alert = Alert.from_dict(json.loads(fields[b"alert"]))
-            if owned is None or alert.subscription_id in owned:
-                found.append({"stream_id": cursor, **alert.to_dict()})
-                if len(found) >= limit:
-                    break
-    return found, cursor
+    page, cursor = alerts_page(client, before, limit, subscriptions=owned)
+    return [{"stream_id": entry_id, **alert.to_dict()} for entry_id, alert in page], cursor
 
 
 async def list_alerts(request: web.Request) -> web.Response:
@@ -317,15 +301,13 @@ async def list_endpoints(request: web.Request) -> web.Response:
 
 
 async def endpoint_deliveries(request: web.Request) -> web.Response:
-    from workers.delivery.webhook import delivery_log
-
     endpoint_id = request.match_info["id"]
     found = await asyncio.to_thread(_endpoints, request.app[STORE], _owner(request))
     if endpoint_id not in found:
         raise ApiError(404, "not_found", f'no endpoint "{endpoint_id}"')
     limit = _int_param(request, "limit", 100, constants.API_PAGE_MAX)
     log_entries = await asyncio.to_thread(
-        delivery_log, request.app[CLIENT], found[endpoint_id]["target"], limit
+        Ledger(request.app[CLIENT]).attempts, found[endpoint_id]["target"], limit
     )
     return web.json_response({"endpoint": endpoint_id, "deliveries": log_entries})
 
@@ -333,23 +315,8 @@ async def endpoint_deliveries(request: web.Request) -> web.Response:
 def _redeliver(
     client: redis.Redis, store: SubscriberStore, owner: str | None, alert_id: str | None
 ) -> int:
-    from workers.delivery.context import deliveries_queue
-    from workers.delivery.ledger import Ledger
-    from workers.delivery.redeliver import redeliver
-
-    ledger = Ledger(client)
-    queue = deliveries_queue(client)
-    if owner is None:
-        return redeliver(ledger, queue, alert_id)
-    owned = {sub.id for sub in store.subscriptions(owner)}
-    alert_ids = {
-        (entry.get("job") or {}).get("alert", {}).get("id")
-        for entry in ledger.dead_letters()
-        if (entry.get("job") or {}).get("alert", {}).get("subscription_id") in owned
-    }
-    if alert_id is not None:
-        alert_ids &= {alert_id}
-    return sum(redeliver(ledger, queue, found) for found in sorted(a for a in alert_ids if a))
+    owned = None if owner is None else {sub.id for sub in store.subscriptions(owner)}
+    return redeliver(Ledger(client), deliveries_queue(client), alert_id, subscriptions=owned)
 
 
 async def redeliver_alert(request: web.Request) -> web.Response:
@@ -557,17 +524,7 @@ def _admin_only(handler: Handler) -> Handler:
     return wrapped
 
 
-async def _mute_sweeper(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(sweep_mutes(app[STORE]))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def build_app(
-    client: redis.Redis, static_channels: list[str] | None = None, *, sweep: bool = True
-) -> web.Application:
+def build_app(client: redis.Redis, static_channels: list[str] | None = None) -> web.Application:
     app = web.Application(
         middlewares=[errors_and_auth], client_max_size=constants.API_MAX_BODY_BYTES
     )
@@ -578,6 +535,4 @@ def build_app(
     for route in ROUTES:
         handler = _admin_only(route.handler) if route.admin else route.handler
         app.router.add_route(route.method, route.path, handler)
-    if sweep:
-        app.cleanup_ctx.append(_mute_sweeper)
     return app

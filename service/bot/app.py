@@ -20,10 +20,9 @@ from aiogram import BaseMiddleware, Bot, Dispatcher
 from aiogram.types import TelegramObject, User
 
 from service import constants
+from service.bot.access import BotAccess
 from service.bot.routers import callbacks, channels, settings, start, watch
-from service.bot.settings import BotAccess
-from service.store.subscribers import SubscriberStore, sweep_mutes
-from service.telegram import make_bot
+from service.store.subscribers import SubscriberStore
 
 log = structlog.get_logger(__name__)
 
@@ -82,26 +81,42 @@ def build_dispatcher(
     )
 
 
-build_bot = make_bot  # the subscriber bot uses the one Bot builder (service.telegram)
+class BotRefusedError(RuntimeError):
+    """The Bot API refused the bot (a bad token) or cannot be reached at start."""
 
 
 async def run_bot(
     bot: Bot,
     dispatcher: Dispatcher,
+    stop: asyncio.Event,
     *,
-    handle_signals: bool = True,
     polling_timeout: int = constants.BOT_POLL_TIMEOUT_SECONDS,
 ) -> None:
-    """Long-poll until SIGINT/SIGTERM (or ``dispatcher.stop_polling()``)."""
-    sweeper = asyncio.create_task(sweep_mutes(dispatcher["store"]))
+    """Long-poll until ``stop`` is set. Raises BotRefusedError when the Bot API refuses the
+    token or cannot be reached at start (one clear line instead of a traceback)."""
+    from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+
     try:
-        await dispatcher.start_polling(
+        await bot.get_me()
+    except TelegramUnauthorizedError:
+        raise BotRefusedError("the Bot API refused the token (401 Unauthorized)") from None
+    except (TimeoutError, TelegramAPIError, OSError) as exc:
+        raise BotRefusedError(f"the Bot API cannot be reached: {type(exc).__name__}") from None
+    polling = asyncio.create_task(
+        dispatcher.start_polling(
             bot,
-            handle_signals=handle_signals,
+            handle_signals=False,
+            close_bot_session=True,
             polling_timeout=polling_timeout,
             allowed_updates=list(ALLOWED_UPDATES),
         )
+    )
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({polling, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        stopper.cancel()
+        if not polling.done():
+            with contextlib.suppress(RuntimeError):  # polling not started yet
+                await dispatcher.stop_polling()
+            await polling

@@ -133,7 +133,7 @@ def add(ctx: click.Context, name: str, phone: str | None, replace: bool) -> None
     except MtprotoError as exc:
         raise click.ClickException(f"account {name} not added: {_why(exc)}") from None
     path = vault.save(name, session)
-    from service.cli import open_root
+    from service.commands.root import open_root
     from service.store.accounts import register_account
 
     with open_root() as root:
@@ -150,7 +150,7 @@ def _ago(now: float, when: float | None) -> str:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def list_command(fmt: str) -> None:
     """Each account: state, whether a listener runs it, its channels and flood waits."""
-    from service.cli import open_root
+    from service.commands.root import open_root
     from service.store.accounts import list_accounts
 
     settings = _settings(credentials=False)
@@ -192,7 +192,7 @@ def list_command(fmt: str) -> None:
 @click.pass_context
 def remove(ctx: click.Context, name: str, yes: bool, logout: bool) -> None:
     """Forget account NAME: its session, its record, its channels (others take them)."""
-    from service.cli import open_root
+    from service.commands.root import open_root
     from service.store.accounts import remove_account
 
     name = _name(name)

@@ -85,7 +85,9 @@ def _table_row(record: dict[str, Any]) -> str:
 _COMMON_OPTIONS = [
     click.option("--languages", help="comma-separated ISO 639-1 codes (default ru,uk,en,es,fr,de)"),
     click.option("--taxonomy", type=_PATH, help="topics YAML (default: the shipped taxonomy)"),
-    click.option("--model", type=_PATH, help="topic model made by `tgwatch topics train`"),
+    click.option(
+        "--model", type=_PATH, help="topic model from `tgwatch topics train` (default: shipped)"
+    ),
     click.option("--mode", type=click.Choice(MODES), help="cues, model or blend"),
 ]
 
@@ -143,26 +145,37 @@ def topics() -> None:
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("topics-model.joblib"),
+    default=Path("topics-model.json"),
     show_default=True,
-    help="where to save the model",
+    help="where to save the model (JSON)",
 )
-@click.option("--taxonomy", type=_PATH, help="learn only this taxonomy's topics")
-def train(labelled: Path, out: Path, taxonomy: Path | None) -> None:
-    """Train a topic classifier from LABELLED JSON lines ({"text", "topics", "lang"?})."""
-    from service.core.enrich.topic_model import LabelledDataError, read_labelled, train_model
+@click.option("--taxonomy", type=_PATH, help="whose cue scores the model weighs (default: shipped)")
+@click.option("--no-cues", is_flag=True, help="learn from the words only, not the cue scores")
+def train(labelled: Path, out: Path, taxonomy: Path | None, no_cues: bool) -> None:
+    """Train a topic model from LABELLED JSON lines ({"text", "topics", "lang"?}).
+
+    Every topic labelled in the file is learned (the taxonomy's first). The shipped model is
+    this command run on service/data/eval/train.jsonl with the default taxonomy.
+    """
+    from service.core.enrich.topic_model import LabelledDataError, read_labelled
+    from service.core.enrich.topic_training import train_model
     from service.core.enrich.topics import TaxonomyError, load_taxonomy
 
     try:
         posts = read_labelled(labelled)
-        ids = load_taxonomy(taxonomy).ids if taxonomy is not None else None
-        model, skipped = train_model(posts, ids)
+        chosen = None if no_cues else load_taxonomy(taxonomy)
+        known = chosen.ids if chosen is not None else ()
+        labelled_ids = sorted({t for post in posts for t in post.topics} - set(known))
+        model, skipped = train_model(posts, [*known, *labelled_ids], chosen)
     except (LabelledDataError, TaxonomyError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
     model.save(out)
     if skipped:
         click.echo(f"skipped (too few examples): {', '.join(skipped)}", err=True)
-    click.echo(f"trained {len(model.topics)} topics on {len(posts)} posts -> {out}")
+    click.echo(
+        f"trained {len(model.topics)} topics on {len(posts)} posts"
+        f" ({len(model.vocabulary)} word features) -> {out}"
+    )
 
 
 @click.group("eval")
@@ -174,6 +187,12 @@ def eval_cmd() -> None:
 @click.argument("labelled", type=_PATH)
 @_common
 @click.option("--show-errors", is_flag=True, help="also list the posts predicted wrongly")
+@click.option(
+    "--cv",
+    "folds",
+    type=click.IntRange(min=2),
+    help="cross-validate: train on all folds but one, predict that one, K times",
+)
 def eval_topics(
     *,
     labelled: Path,
@@ -182,8 +201,13 @@ def eval_topics(
     model: Path | None,
     mode: str | None,
     show_errors: bool,
+    folds: int | None,
 ) -> None:
-    """Per-topic precision, recall and F1, and language accuracy, on LABELLED JSON lines."""
+    """Per-topic and per-language precision, recall and F1 on LABELLED JSON lines.
+
+    By default the posts are classified as the service does (detected language, default taxonomy
+    and shipped model, blend mode); with --cv K, by models trained on the file itself.
+    """
     from service.core.enrich.evaluation import evaluate, format_report
     from service.core.enrich.topic_model import LabelledDataError, read_labelled
 
@@ -191,16 +215,30 @@ def eval_topics(
         posts = read_labelled(labelled)
     except LabelledDataError as exc:
         raise click.ClickException(str(exc)) from None
-    enricher = _build(languages=languages, taxonomy=taxonomy, model=model, mode=mode, ner=False)
-    predicted_langs = [enricher.detect_language(post.text) for post in posts]
-    predicted = [
-        frozenset(t.id for t in enricher.topics.classify(post.text, lang))
-        for post, lang in zip(posts, predicted_langs, strict=True)
-    ]
     gold = [frozenset(post.topics) for post in posts]
-    report = evaluate(
-        enricher.topics.topic_ids, gold, predicted, [p.lang for p in posts], predicted_langs
-    )
+    gold_langs = [p.lang for p in posts]
+    if folds is not None:
+        from service.core.enrich.topic_training import cross_validate
+        from service.core.enrich.topics import TaxonomyError, load_taxonomy
+
+        if model is not None or mode not in (None, "blend"):
+            raise click.ClickException("--cv trains its own models in blend mode")
+        try:
+            topic_ids, predicted = cross_validate(posts, load_taxonomy(taxonomy), folds)
+        except (TaxonomyError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+        predicted_langs: list[str | None] = list(gold_langs)
+        click.echo(f"cross-validation: {folds} folds of {len(posts)} posts (labelled languages)")
+        report = evaluate(topic_ids, gold, predicted, gold_langs)
+    else:
+        enricher = _build(languages=languages, taxonomy=taxonomy, model=model, mode=mode, ner=False)
+        predicted_langs = [enricher.detect_language(post.text) for post in posts]
+        predicted = [
+            frozenset(t.id for t in enricher.topics.classify(post.text, lang))
+            for post, lang in zip(posts, predicted_langs, strict=True)
+        ]
+        click.echo(f"mode: {enricher.topics.mode}; {len(posts)} posts")
+        report = evaluate(enricher.topics.topic_ids, gold, predicted, gold_langs, predicted_langs)
     click.echo(format_report(report))
     if show_errors:
         for post, want, got, lang in zip(posts, gold, predicted, predicted_langs, strict=True):

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from service.commands.root import echo_rules_problems
 from service.core.alerting import InMemoryMatchState, process
 from service.core.model import Alert, Enrichment, WatchedEntity
 from service.core.post import Post
@@ -27,9 +28,7 @@ def _load_or_exit(path: Path) -> RuleSet:
     try:
         return load_rules(path)
     except RulesError as exc:
-        for problem in exc.problems:
-            where = f"{path}:{problem.line}" if problem.line else str(path)
-            click.echo(f"{where}: {problem.message}", err=True)
+        echo_rules_problems(exc, path)
         sys.exit(1)
 
 
@@ -206,8 +205,8 @@ def load(path: Path) -> None:
     (owner, mode, mute from the bot or the API). `tgwatch subscriptions import` adds and
     changes without removing.
     """
-    from service.cli import open_root
-    from service.rules_watch import rules_version
+    from service.commands.root import open_root
+    from service.store.rules import RuleStore
     from service.subscriptions_file import import_ruleset
 
     ruleset = _load_or_exit(path)
@@ -217,7 +216,7 @@ def load(path: Path) -> None:
         except ValueError as exc:
             click.echo(f"{path}: {exc}", err=True)
             raise SystemExit(1) from None
-        version = rules_version(root.redis.client)
+        version = RuleStore(root.redis.client).version()
     for line in summary.lines():
         click.echo(line)
     click.echo(

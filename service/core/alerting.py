@@ -2,7 +2,9 @@
 
 - An edited version alerts only for subscriptions no earlier version of the same post matched
   (``suppressed="edit"`` otherwise; losing a match retracts nothing). A subscription an edit
-  newly matches alerts with ``edited_now_matches=True``.
+  newly matches alerts with ``edited_now_matches=True`` — only when an earlier version of the
+  post was processed here: a post first seen already edited (a backfill, an export, a replay)
+  alerts as a plain new post, whatever its edit flag says.
 - A post whose normalized text is identical to one that already alerted the same subscription
   is suppressed for it (``suppressed="duplicate"``, ``duplicate_of`` names the first post):
   forwarded copies. Posts without text (media only) are never duplicates of each other.
@@ -43,6 +45,13 @@ class PriorState:
     matched_before: frozenset[str] = frozenset()
     # Subscription id -> key of the post whose identical text first alerted it.
     alerted_by: Mapping[str, str] = field(default_factory=dict)
+    # An earlier version of this post was processed (stores that know it say so; one that
+    # matched something is known from ``matched_before`` either way).
+    earlier_version: bool = False
+
+    @property
+    def seen_before(self) -> bool:
+        return self.earlier_version or bool(self.matched_before)
 
 
 class MatchState(Protocol):
@@ -86,7 +95,7 @@ def decide(
                 highlights=match.highlights,
                 suppressed=suppressed,
                 duplicate_of=duplicate_of,
-                edited_now_matches=post.is_edit and suppressed is None,
+                edited_now_matches=prior.seen_before and suppressed is None,
                 enrichment=enrichment_data,
                 matched_at=now,
             )
@@ -117,6 +126,7 @@ class InMemoryMatchState:
         self.matched: dict[str, set[str]] = {}
         self.alerted: dict[tuple[str, str], str] = {}
         self.stream: list[Alert] = []
+        self.processed: set[str] = set()
 
     def prior(
         self, post_key: str, text_key: str | None, subscription_ids: Collection[str]
@@ -127,9 +137,11 @@ class InMemoryMatchState:
                 first = self.alerted.get((sub, text_key))
                 if first is not None:
                     alerted[sub] = first
-        return PriorState(frozenset(self.matched.get(post_key, ())), alerted)
+        earlier = post_key in self.processed
+        return PriorState(frozenset(self.matched.get(post_key, ())), alerted, earlier)
 
     def record(self, post_key: str, text_key: str | None, alerts: Sequence[Alert]) -> list[Alert]:
+        self.processed.add(post_key)
         final: list[Alert] = []
         for decided in alerts:
             alert = decided

@@ -6,6 +6,10 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+# Why an alert does not go out: an earlier version of the post alerted the subscription, or an
+# identical text (a forwarded copy) did.
+SUPPRESSION_REASONS = ("edit", "duplicate")
+
 
 @dataclass(frozen=True, slots=True)
 class WatchedEntity:

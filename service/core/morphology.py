@@ -1,7 +1,15 @@
-"""Lemmas of Cyrillic tokens (pymorphy3, Russian and Ukrainian dictionaries), cached.
+"""Lemmas of Cyrillic tokens (pymorphy3, Russian and Ukrainian dictionaries), each word parsed
+once per language and cached.
 
-``Лаврову`` → ``лавров``; ``санкций`` → ``санкция``; ``лавровый`` stays apart from ``лавров``.
-Only Cyrillic tokens are lemmatized; other scripts match their normalized form exactly.
+``Лаврову`` → ``лавров``; ``санкций`` → ``санкция``; ``об'єктів`` → ``об'єкт``; ``лавровый``
+stays apart from ``лавров``. Only Cyrillic tokens are lemmatized; other scripts match their
+normalized form exactly.
+
+Which analyzer reads a word is decided by its letters (``languages``): ``є і ї ґ`` are
+Ukrainian only, ``ы э ъ`` (and ``ё``, folded to ``е`` before this) Russian only; a word with
+neither (``Лавров``, ``рада``, ``м'ясо``) is read by both. A word is analysed by the
+dictionaries of its languages that know it; a word none of them knows is analysed by the
+guessers of its languages (so an unknown Ukrainian word is guessed as Ukrainian).
 """
 
 from __future__ import annotations
@@ -12,6 +20,11 @@ from typing import Any
 from service.core.text import is_cyrillic
 
 _analyzers: dict[str, Any] = {}
+
+UKRAINIAN_LETTERS = frozenset("єіїґ")
+RUSSIAN_LETTERS = frozenset("ыэъё")
+# Lemmas per (word, language) kept per process: words repeat across posts.
+CACHE_SIZE = 200_000
 
 
 def _analyzer(lang: str) -> Any:
@@ -24,45 +37,82 @@ def _analyzer(lang: str) -> Any:
     return analyzer
 
 
-@lru_cache(maxsize=200_000)
-def lemmas(token: str) -> frozenset[str]:
-    """All plausible lemmas of a normalized token (itself for non-Cyrillic tokens).
+def languages(token: str) -> tuple[str, ...]:
+    """The analyzers that read a normalized Cyrillic token, by its letters: ("uk",) for a word
+    with a Ukrainian-only letter, ("ru",) for one with a Russian-only letter, else both (Russian
+    first). A word with letters of both kinds is read by both."""
+    letters = set(token)
+    ukrainian = not UKRAINIAN_LETTERS.isdisjoint(letters)
+    russian = not RUSSIAN_LETTERS.isdisjoint(letters)
+    if ukrainian and not russian:
+        return ("uk",)
+    if russian and not ukrainian:
+        return ("ru",)
+    return ("ru", "uk")
 
-    A Cyrillic word form may belong to several lemmas (``стали`` is a form of ``сталь`` and of
-    ``стать``); matching by any of them keeps recall, and the dictionaries' normal forms keep
-    ``лавровый`` apart from ``лавров``. Ukrainian lemmas are added only for words the Russian
-    dictionary does not know, so Russian homographs do not pick up Ukrainian readings.
-    """
-    if not is_cyrillic(token):
-        return frozenset((token,))
-    found = {token}
-    found.update(_normal_form(parse) for parse in _known_parses(token))
-    return frozenset(found)
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _known(token: str, lang: str) -> bool:
+    """Whether the dictionary of ``lang`` has the word (a lookup, no parse)."""
+    return bool(_analyzer(lang).word_is_known(token))
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _lemmas_in(token: str, lang: str) -> tuple[str, ...]:
+    """The lemmas one analyzer gives a word, most likely first: the dictionary's readings of a
+    known word; every lemma the guesser offers for an unknown one, the word itself first when it
+    is one of them (a query names a thing in its dictionary form: ``Шмыгалёв`` is the surname,
+    not a form of a guessed verb). The one parse of (word, language)."""
+    parses = _analyzer(lang).parse(token)
+    if _known(token, lang):
+        forms = [_normal_form(parse) for parse in parses if parse.is_known]
+    else:
+        forms = [_normal_form(parse) for parse in parses]
+        if token in forms:
+            forms.insert(0, token)
+    return tuple(dict.fromkeys(forms)) or (token,)
 
 
 def _normal_form(parse: Any) -> str:
     return str(parse.normal_form).replace("ё", "е")
 
 
-def _known_parses(token: str) -> list[Any]:
-    """Parses of a Cyrillic token from the first dictionary that knows it (Russian, then
-    Ukrainian); for a word neither knows, only pymorphy's best guess from the Russian one.
-
-    ``word_is_known`` is a plain dictionary lookup, so an unknown word costs one guessing
-    parse instead of two (the Ukrainian guess was never used)."""
-    ru = _analyzer("ru")
-    if ru.word_is_known(token):
-        return [parse for parse in ru.parse(token) if parse.is_known]
-    uk = _analyzer("uk")
-    if uk.word_is_known(token):
-        return [parse for parse in uk.parse(token) if parse.is_known]
-    return list(ru.parse(token)[:1])
+def _readers(token: str) -> tuple[str, ...]:
+    """The languages whose analysis counts: those of the word's letters that know it, else all
+    of them (each guesses)."""
+    candidates = languages(token)
+    known = tuple(lang for lang in candidates if _known(token, lang))
+    return known or candidates
 
 
-@lru_cache(maxsize=200_000)
+@lru_cache(maxsize=CACHE_SIZE)
+def lemmas(token: str) -> frozenset[str]:
+    """All plausible lemmas of a normalized token, and the token itself (only itself for a
+    non-Cyrillic token).
+
+    A word form may belong to several lemmas (``стали`` is a form of ``сталь`` and of ``стать``;
+    ``лаврову`` of the Russian ``лавров`` and the Ukrainian ``лавровий``); matching by any of
+    them keeps recall, and the dictionaries' normal forms keep ``лавровый`` apart from
+    ``лавров``."""
+    if not is_cyrillic(token):
+        return frozenset((token,))
+    found = {token}
+    for lang in _readers(token):
+        found.update(_lemmas_in(token, lang))
+    return frozenset(found)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
 def lemma(token: str) -> str:
-    """The single most likely lemma of a normalized token (the token itself if not Cyrillic)."""
+    """The single most likely lemma of a normalized token (the token itself if not Cyrillic):
+    the first reading of the first of its languages that knows it (Russian before Ukrainian for
+    a word both could be), else that first language's guess. One of ``lemmas(token)``."""
     if not is_cyrillic(token):
         return token
-    parses = _known_parses(token)
-    return _normal_form(parses[0]) if parses else token
+    return _lemmas_in(token, _readers(token)[0])[0]
+
+
+def clear_caches() -> None:
+    """Forget every analysis (benchmarks measure a cold process with it)."""
+    for cached in (_known, _lemmas_in, lemmas, lemma):
+        cached.cache_clear()

@@ -10,6 +10,13 @@ from typing import Any
 
 TELEGRAM_WEB = "https://t.me"
 
+# What each stretch of a post's text is, so highlights and media-aware rules know what they hit:
+# the message text or a media caption, a poll's question and options, a sticker's emoji, a
+# giveaway's prize description, a checklist's title and items.
+PART_KINDS = ("text", "caption", "question", "option", "emoji", "prize", "title", "item")
+# Parts of one post are joined with this, so every poll option or checklist item is its own line.
+PART_SEPARATOR = "\n"
+
 
 # The Bot API names a channel -(10**12 + bare id) ("-100" then the bare id, for 10-digit ids).
 CHANNEL_ID_BASE = 10**12
@@ -50,10 +57,15 @@ class Entity:
     length: int
     text: str
     url: str | None = None
+    custom_emoji_id: str | None = None
 
     @property
     def end(self) -> int:
         return self.offset + self.length
+
+    def shifted(self, by: int) -> Entity:
+        """The same entity ``by`` characters further into a longer text."""
+        return replace(self, offset=self.offset + by)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -64,16 +76,20 @@ class Entity:
         }
         if self.url is not None:
             data["url"] = self.url
+        if self.custom_emoji_id is not None:
+            data["custom_emoji_id"] = self.custom_emoji_id
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entity:
+        emoji_id = data.get("custom_emoji_id")
         return cls(
             type=str(data["type"]),
             offset=int(data["offset"]),
             length=int(data["length"]),
             text=str(data["text"]),
             url=data.get("url"),
+            custom_emoji_id=None if emoji_id is None else str(emoji_id),
         )
 
     @classmethod
@@ -86,13 +102,41 @@ class Entity:
         length: int,
         *,
         url: str | None = None,
+        custom_emoji_id: str | None = None,
     ) -> Entity:
         """Build an entity from UTF-16 offsets (Bot API form) using a table from utf16_to_index."""
         if offset < 0 or length < 0 or offset + length > len(table) - 1:
             raise ValueError(f"entity {type_} at {offset}+{length} lies outside the text")
         start = table[offset]
         end = table[offset + length]
-        return cls(type=type_, offset=start, length=end - start, text=text[start:end], url=url)
+        return cls(
+            type=type_,
+            offset=start,
+            length=end - start,
+            text=text[start:end],
+            url=url,
+            custom_emoji_id=custom_emoji_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TextPart:
+    """Which stretch of a post's text is what (one of ``PART_KINDS``), in string indices."""
+
+    kind: str
+    offset: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "offset": self.offset, "length": self.length}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TextPart:
+        return cls(kind=str(data["kind"]), offset=int(data["offset"]), length=int(data["length"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +185,17 @@ def _from_iso(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
+def _require_utf8(value: str | None, what: str) -> None:
+    """ValueError when ``value`` cannot be written as UTF-8 (a lone surrogate): such a string
+    would fail later, in a hash, a JSON dump or a Redis write, far from the item that held it."""
+    if not isinstance(value, str) or value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{what} is not valid Unicode (lone surrogate at {exc.start})") from None
+
+
 def text_hash(text: str) -> str:
     """A short stable hash of a post's visible text (NFC), the identity of a version."""
     normalized = unicodedata.normalize("NFC", text)
@@ -154,8 +209,11 @@ class Post:
     ``channel`` is the public username as Telegram spells it (``mfa_russia``); a private channel
     without one is named ``c/<bare id>``. ``channel_id`` is the Bot API form (``-100<bare id>``).
     Dates are timezone-aware UTC. ``entities`` carry Python string offsets into ``text``.
-    ``author`` is the post's signature (channels that sign posts). ``deleted`` marks the version a
-    source recorded when the post was deleted in Telegram: stored, never alerted.
+
+    ``text`` is what a person reads (see ``PART_KINDS``); ``parts`` says which stretch is which
+    (empty on posts stored before parts existed: the whole text is then the message text).
+    ``author`` is the post's signature, when the channel signs its posts. ``deleted`` marks the
+    version a source recorded when the post was deleted in Telegram: stored, never alerted.
     """
 
     channel: str
@@ -175,13 +233,30 @@ class Post:
     views: int | None = None
     source: str = "unknown"
     update_id: int | None = None
-    content_hash: str = field(default="")
     author: str | None = None
+    parts: tuple[TextPart, ...] = ()
+    content_hash: str = field(default="")
     deleted: bool = False
 
     def __post_init__(self) -> None:
         if self.date.tzinfo is None:
             raise ValueError("Post.date must be timezone-aware (UTC)")
+        for what, value in (
+            ("channel", self.channel),
+            ("channel_title", self.channel_title),
+            ("author", self.author),
+            ("media", self.media),
+            ("album_id", self.album_id),
+            ("source", self.source),
+        ):
+            _require_utf8(value, what)
+        for entity in self.entities:
+            _require_utf8(entity.type, "entity type")
+            _require_utf8(entity.url, "entity url")
+            _require_utf8(entity.custom_emoji_id, "custom emoji id")
+        if self.forward is not None:
+            _require_utf8(self.forward.title, "forward title")
+            _require_utf8(self.forward.username, "forward username")
         if not self.content_hash:
             object.__setattr__(self, "content_hash", text_hash(self.text))
 
@@ -208,6 +283,12 @@ class Post:
     def is_edit(self) -> bool:
         return self.edited or self.edit_date is not None
 
+    def part_texts(self, kind: str) -> list[str]:
+        """The texts of every part of one kind ("option" gives each poll option)."""
+        if not self.parts:
+            return [self.text] if kind == "text" and self.text else []
+        return [self.text[part.offset : part.end] for part in self.parts if part.kind == kind]
+
     def with_changes(self, **changes: Any) -> Post:
         """A copy with fields changed; the content hash follows the text."""
         if "text" in changes and "content_hash" not in changes:
@@ -233,9 +314,10 @@ class Post:
             "views": self.views,
             "source": self.source,
             "update_id": self.update_id,
+            "author": self.author,
+            "parts": [part.to_dict() for part in self.parts],
             "link": self.link,
             "content_hash": self.content_hash,
-            "author": self.author,
             "deleted": self.deleted,
         }
 
@@ -264,7 +346,8 @@ class Post:
             views=data.get("views"),
             source=str(data.get("source", "unknown")),
             update_id=data.get("update_id"),
-            content_hash=str(data.get("content_hash") or ""),
             author=data.get("author"),
+            parts=tuple(TextPart.from_dict(item) for item in data.get("parts") or ()),
+            content_hash=str(data.get("content_hash") or ""),
             deleted=bool(data.get("deleted", False)),
         )

@@ -38,13 +38,18 @@ SUBSCRIPTION_KEYS = ("id", "name", "query", "notify", "paused")
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """A subscription: an id, a query and (for the delivery issue) where alerts go."""
+    """A subscription: an id, a query and where alerts go (``notify``).
+
+    ``paused`` leaves it out of the index; ``mute_until`` (a Unix time) silences it until then,
+    checked at match time against the matching worker's clock, so a mute ends by itself.
+    """
 
     id: str
     query: str
     name: str = ""
     paused: bool = False
     notify: tuple[Any, ...] = ()
+    mute_until: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -57,17 +62,45 @@ class Subscription:
             "query": self.query,
             "paused": self.paused,
             "notify": list(self.notify),
+            "mute_until": self.mute_until,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Subscription:
+        """From a stored record. Records of the subscriber store say who paused it in
+        ``user_paused`` (an older ``paused`` there also counted a mute)."""
+        mute = data.get("mute_until")
         return cls(
             id=str(data["id"]),
             query=str(data["query"]),
             name=str(data.get("name") or data["id"]),
-            paused=bool(data.get("paused", False)),
+            paused=bool(data.get("user_paused", data.get("paused", False))),
             notify=tuple(data.get("notify") or ()),
+            mute_until=float(mute) if isinstance(mute, int | float) and mute else None,
         )
+
+    def muted(self, now: float) -> bool:
+        return self.mute_until is not None and self.mute_until > now
+
+
+# What a subscription watches (the ``kind`` label of tgwatch_matches_total).
+SUBSCRIPTION_KINDS = ("keyword", "entity", "topic")
+
+
+def subscription_kind(query: str) -> str:
+    """What a subscription watches, for metrics: ``entity`` (an ``entity:`` term), ``topic``
+    (a ``topic:`` term, no entity) or ``keyword`` (anything else)."""
+    if "entity:" not in query and "topic:" not in query:
+        return "keyword"  # the common case, without parsing
+    try:
+        fields = {
+            t.name for t, positive in terms(parse(query)) if isinstance(t, Field) and positive
+        }
+    except QueryError:
+        return "keyword"
+    if "entity" in fields:
+        return "entity"
+    return "topic" if "topic" in fields else "keyword"
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,15 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+import redis
 import structlog
 from aiogram import Bot, Dispatcher, Router
-from aiogram.exceptions import TelegramRetryAfter, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.methods import DeleteWebhook, SetWebhook, TelegramMethod
 from aiogram.types import Message, Update
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler
@@ -32,6 +38,9 @@ from service.config import Settings
 from service.core.formats.botapi import merge_albums, parse_update
 from service.core.formats.result import FormatError, Rejected
 from service.core.post import Post
+from service.core.retry import backoff, bounded_delay
+from service.metrics import Metrics
+from service.redis import Outage
 from service.sources.base import PostSink, wait_or_stop
 from service.telegram import make_bot
 
@@ -135,6 +144,11 @@ class UpdateIntake:
         else:
             self._hold(post)
 
+    @property
+    def pending_albums(self) -> int:
+        """Albums waiting for their last item."""
+        return len(self._albums)
+
     async def reject(self, update: object, reason: str) -> None:
         index: int | str = "webhook"
         if isinstance(update, dict) and isinstance(update.get("update_id"), int):
@@ -179,18 +193,26 @@ class UpdateIntake:
             if delay <= 0:
                 break
             await asyncio.sleep(delay)
-        try:
-            await self._flush(key)
-        except Exception as exc:
-            # Nothing upstream can retry a timer; say loudly what was lost.
-            log.error("bot_album_put_failed", album=key[1], channel=key[0], error=repr(exc))
+        outage = Outage("bot-albums")
+        while True:
+            try:
+                await self._flush(key)
+            except redis.RedisError as exc:
+                # The album is kept until it is on the queue: nothing upstream retries a timer.
+                await asyncio.sleep(outage.failed(exc))
+                continue
+            except Exception as exc:
+                log.error("bot_album_put_failed", album=key[1], channel=key[0], error=repr(exc))
+            outage.recovered()
+            return
 
     async def _flush(self, key: tuple[str, str]) -> None:
-        album = self._albums.pop(key, None)
+        album = self._albums.get(key)
         if album is None:
             return
         for post in merge_albums(album.posts):
             await self._put(post)
+        self._albums.pop(key, None)
 
 
 def _message_update(update: Update, kind: str, message: Message) -> dict[str, Any]:
@@ -258,6 +280,17 @@ class _WebhookHandler(SimpleRequestHandler):
         return web.json_response({})
 
 
+def poll_error_code(exc: BaseException) -> str:
+    """A short, bounded label for a failed getUpdates (metrics)."""
+    if isinstance(exc, TelegramRetryAfter):
+        return "http_429"
+    if isinstance(exc, TelegramServerError):
+        return "http_5xx"
+    if isinstance(exc, TelegramNetworkError | OSError | asyncio.TimeoutError):
+        return "network"
+    return "other"
+
+
 class BotListener:
     """Channel posts from the Bot API into a sink, by long polling or by webhook.
 
@@ -282,6 +315,7 @@ class BotListener:
         retry_min: float = constants.BOT_RETRY_MIN_SECONDS,
         retry_max: float = constants.BOT_RETRY_MAX_SECONDS,
         extra_updates: Sequence[str] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         if mode == "webhook" and not webhook_secret:
             raise BotListenerError("webhook mode needs TGWATCH_WEBHOOK_SECRET")
@@ -295,6 +329,8 @@ class BotListener:
         self.poll_timeout = poll_timeout
         self.retry_min = retry_min
         self.retry_max = retry_max
+        self.metrics = metrics
+        self.outage = Outage("bot")
         self.redact = make_redactor(bot.token)
         self.intake = UpdateIntake(sink, album_wait=album_wait)
         self.dispatcher = Dispatcher(intake=self.intake)
@@ -374,15 +410,23 @@ class BotListener:
                     if isinstance(update_id, int):
                         offset, confirmed = update_id + 1, False
                 failures = 0
+                self.outage.recovered()
             except _StoppedError:
                 break
             except TelegramUnauthorizedError:
                 raise BotListenerError("the Bot API refused the token (401 Unauthorized)") from None
+            except redis.RedisError as exc:
+                # The queue is away: the update is not confirmed, so it comes again once Redis
+                # is back (the outage is logged once).
+                if await wait_or_stop(stop, self.outage.failed(exc)):
+                    break
             except Exception as exc:
                 failures += 1
-                delay = min(self.retry_max, self.retry_min * 2 ** (failures - 1))
+                delay = backoff(failures, self.retry_min, self.retry_max)
                 if isinstance(exc, TelegramRetryAfter):
-                    delay = float(exc.retry_after)
+                    delay = bounded_delay(float(exc.retry_after))
+                if self.metrics is not None:
+                    self.metrics.source_error(SOURCE, poll_error_code(exc))
                 log.warning(
                     "bot_poll_failed",
                     error=type(exc).__name__,
@@ -480,6 +524,11 @@ class BotListener:
                 return
             except TelegramUnauthorizedError:
                 raise BotListenerError("the Bot API refused the token (401 Unauthorized)") from None
+            except redis.RedisError as exc:
+                # The queue is away: the update is not confirmed, so it comes again once Redis
+                # is back (the outage is logged once).
+                if await wait_or_stop(stop, self.outage.failed(exc)):
+                    break
             except Exception as exc:
                 failures += 1
                 delay = min(self.retry_max, self.retry_min * 2 ** (failures - 1))

@@ -21,10 +21,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
+import redis
 import structlog
 
 from service import constants
@@ -32,7 +32,9 @@ from service.config import Settings
 from service.core.formats.preview import PreviewPage, parse_preview
 from service.core.formats.result import FormatError, Rejected
 from service.core.post import Post
+from service.core.retry import backoff, bounded_delay, parse_retry_after
 from service.metrics import Metrics
+from service.redis import Outage
 from service.sources.base import PostSink
 from service.store.channels import ChannelStore
 
@@ -55,26 +57,10 @@ def backoff_delay(
     Doubles from the channel's interval up to ``cap``; a Retry-After is honoured even above the
     cap, up to constants.PREVIEW_RETRY_AFTER_MAX_SECONDS.
     """
-    delay = min(cap, interval * 2.0 ** max(0, failures - 1))
+    delay = backoff(failures, interval, cap)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, constants.PREVIEW_RETRY_AFTER_MAX_SECONDS))
+        delay = max(delay, bounded_delay(retry_after, constants.PREVIEW_RETRY_AFTER_MAX_SECONDS))
     return delay
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """A Retry-After header in seconds: either delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def build_http_client(concurrency: int = constants.PREVIEW_MAX_CONCURRENCY) -> httpx.AsyncClient:
@@ -206,6 +192,7 @@ class PreviewPoller:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._reported: dict[str, set[str]] = {}
         self._stopping = asyncio.Event()
+        self.outage = Outage("preview")
 
     @classmethod
     def from_settings(
@@ -486,11 +473,16 @@ class PreviewPoller:
         while not await self._wait(stop, delay):
             try:
                 result = await self.poll_once(channel)
+            except redis.RedisError as exc:
+                # Redis away: nothing recorded, the watermark not moved; poll again when it is
+                # back (the outage is logged once, not once per channel and attempt).
+                delay = max(min(interval, self.outage.failed(exc)), 0.1)
             except Exception as exc:
-                # Redis or a sink failing: record nothing we cannot, try again later.
+                # A sink or a bug failing: record nothing we cannot, try again later.
                 log.error("preview_poll_crashed", channel=channel, error=repr(exc))
                 delay = interval
             else:
+                self.outage.recovered()
                 delay = result.delay
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> bool:

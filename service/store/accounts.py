@@ -283,21 +283,25 @@ class AccountStore(LeaseStore):
         )
         return _float(last), _float(interval), int(text(samples)) if samples else 0
 
-    async def record_post(
-        self, channel: str, date: float
+    async def record_posts(
+        self, channel: str, dates: Iterable[float]
     ) -> tuple[float | None, float | None, int]:
-        """Note a new post's date (only the reader of a channel writes here); returns the
-        updated activity."""
+        """Note new posts' dates, each gap counted (only the reader of a channel writes here);
+        returns the updated activity."""
         last, interval, samples = await self.activity(channel)
-        if last is not None and date <= last:
-            return last, interval, samples
-        if last is not None:
-            interval, samples = next_interval(interval, date - last), samples + 1
-        mapping: dict[str, float | int] = {"last_post": date, "samples": samples}
-        if interval is not None:
-            mapping["interval"] = interval
-        await self.client.hset(activity_key(channel), mapping=mapping)  # type: ignore[arg-type]
-        return date, interval, samples
+        changed = False
+        for date in sorted(dates):
+            if last is not None and date <= last:
+                continue
+            if last is not None:
+                interval, samples = next_interval(interval, date - last), samples + 1
+            last, changed = date, True
+        if changed:
+            mapping: dict[str, float | int] = {"last_post": last or 0.0, "samples": samples}
+            if interval is not None:
+                mapping["interval"] = interval
+            await self.client.hset(activity_key(channel), mapping=mapping)  # type: ignore[arg-type]
+        return last, interval, samples
 
 
 # --- synchronous reads and admin for the CLI and `tgwatch status` ---------------------------------

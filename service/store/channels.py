@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.typing import EncodableT, FieldT
 
 from service import constants
-from service.redis import text
+from service.redis import async_client_from_url, text
 
 # Record the text hashes of emitted posts, move the watermark forward (never back), and drop the
 # hashes of the oldest ids beyond the cap; one round trip, atomic.
@@ -118,7 +118,7 @@ class ChannelStore:
     @classmethod
     def from_url(cls, url: str) -> ChannelStore:
         """A store on its own asyncio client; close it with ``aclose()``."""
-        return cls(aioredis.Redis.from_url(url))
+        return cls(async_client_from_url(url))
 
     async def aclose(self) -> None:
         await self.client.aclose()

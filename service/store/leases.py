@@ -195,6 +195,17 @@ class LeaseStore:
         values = await self.client.mget([lease_key(entry) for entry in entries])
         return {entry: holder_of(value) for entry, value in zip(entries, values, strict=True)}
 
+    async def owned(self, entries: Sequence[str], account: str, token: str) -> set[str]:
+        """Which of ``entries`` this holder's leases still cover (checked right before posts are
+        handed over, so a reader whose lease lapsed in a stall stops at once)."""
+        if not entries:
+            return set()
+        holder = f"{account} {token}"
+        values = await self.client.mget([lease_key(entry) for entry in entries])
+        return {
+            e for e, value in zip(entries, values, strict=True) if value and text(value) == holder
+        }
+
     async def held_counts(self, accounts: Iterable[str]) -> dict[str, int]:
         """Live leases per account (expired ones are not counted)."""
         ordered = list(accounts)

@@ -7,6 +7,8 @@ Keys (all under ``constants.KEY_PREFIX``):
 - ``alerted:<subscription>:<text key>`` — the post key whose text first alerted the
   subscription (``SET NX``: the first writer wins, even across workers).
 - ``alerts`` — a stream (capped) of the alerts that go out, ``{"alert": <Alert JSON>}``.
+- ``decided:<channel>/<id>@<hash>`` — the alerts decided for a post version, kept a day so a
+  retried batch hands the same alerts to delivery instead of deciding again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ def matched_key(post_key: str) -> str:
 
 def alerted_key(subscription_id: str, text_key: str) -> str:
     return f"{constants.ALERTED_TEXT_PREFIX}{subscription_id}:{text_key}"
+
+
+def decided_key(version_key: str) -> str:
+    return f"{constants.DECIDED_PREFIX}{version_key}"
 
 
 class RedisMatchState:
@@ -58,6 +64,22 @@ class RedisMatchState:
                 if first is not None:
                     alerted[sub] = text(first)
         return PriorState(matched, alerted)
+
+    def decided(self, version_keys: Sequence[str]) -> list[list[Alert] | None]:
+        """The alerts an earlier attempt decided for each post version (None: not decided)."""
+        if not version_keys:
+            return []
+        raw = self.client.mget([decided_key(key) for key in version_keys])
+        return [
+            None if item is None else [Alert.from_dict(a) for a in json.loads(item)] for item in raw
+        ]
+
+    def save_decided(self, version_key: str, alerts: Sequence[Alert]) -> None:
+        self.client.set(
+            decided_key(version_key),
+            json.dumps([alert.to_dict() for alert in alerts], ensure_ascii=False),
+            ex=constants.DECIDED_TTL_SECONDS,
+        )
 
     def record(self, post_key: str, text_key: str | None, alerts: Sequence[Alert]) -> list[Alert]:
         if not alerts:
@@ -102,3 +124,33 @@ def read_alerts(
         (text(entry_id), Alert.from_dict(json.loads(fields[b"alert"])))
         for entry_id, fields in entries
     ]
+
+
+def alerts_page(
+    client: redis.Redis,
+    before: str,
+    limit: int,
+    *,
+    subscriptions: set[str] | None = None,
+    stream: str = constants.ALERTS_STREAM,
+) -> tuple[list[tuple[str, Alert]], str | None]:
+    """Alerts older than the entry ``before`` (``+``: the newest), newest first, of
+    ``subscriptions`` when given; returns them with their entry ids and the cursor of the next
+    page (None at the end). ResponseError when ``before`` is not a stream id."""
+    found: list[tuple[str, Alert]] = []
+    cursor = before
+    while len(found) < limit:
+        raw: Any = client.xrevrange(stream, max=cursor, count=limit * 2) or []
+        entries = [(text(entry_id), fields or {}) for entry_id, fields in raw]
+        if cursor != "+":
+            entries = [entry for entry in entries if entry[0] != cursor]
+        if not entries:
+            return found, None
+        for entry_id, fields in entries:
+            cursor = entry_id
+            alert = Alert.from_dict(json.loads(fields[b"alert"]))
+            if subscriptions is None or alert.subscription_id in subscriptions:
+                found.append((entry_id, alert))
+                if len(found) >= limit:
+                    break
+    return found, cursor

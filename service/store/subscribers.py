@@ -1,26 +1,26 @@
 """Subscribers, their subscriptions and delivery settings, kept in Redis beside the rules.
 
-A subscription is one record of the rule engine's storage (``rules:subscriptions``, id → JSON;
-see ``service.rules_watch``), so every change bumps the rules version and reaches the workers'
-index within seconds. The record keeps the rule engine's fields and adds ours:
+A subscription is one record of the rule set (``service.store.rules.RuleStore``, which alone
+writes it), so every change bumps the rules version and reaches the workers' index within
+seconds. The record keeps the rule engine's fields and adds ours:
 
-- ``paused`` — what the index obeys: true while the subscriber paused it *or* it is muted;
+- ``paused`` and ``mute_until`` — what the index obeys: left out while paused, dropped at match
+  time until the mute ends (no sweeper: the matching worker compares it with its clock);
 - ``notify`` — what delivery gets: ``targets`` with each Telegram chat's settings merged in
-  (digest by the subscription's ``mode``, quiet hours), as ``service.deliveries`` reads them;
-- ``targets``, ``user_paused``, ``mode``, ``mute_until``, ``owner``, ``created_at`` — ours.
+  (digest by the subscription's ``mode``, quiet hours), as ``service.core.delivery`` reads them;
+- ``targets``, ``user_paused``, ``mode``, ``owner``, ``created_at`` — ours.
 
 A record written by someone else (``tgwatch rules``) lacks our fields; it reads as
 ``targets = notify`` and ``user_paused = paused``.
 
 Our own keys (constants.SUBSCRIBER_*): ``subscriber:<id>`` HASH (kind, chat_id, settings JSON),
-``subscriber:<id>:subs`` SET (owned subscription ids), ``subscribers`` SET, ``chat-subs:<chat>``
-SET (subscriptions delivering to a chat, so /digest can rewrite them) and ``mutes`` ZSET
-(subscription id → mute end) swept by ``expire_mutes``.
+``subscriber:<id>:subs`` SET (owned subscription ids), ``subscribers`` SET and ``chat-subs:<chat>``
+SET (subscriptions delivering to a chat, so /digest can rewrite them). They are written in the
+same transaction as the records they index.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import secrets
@@ -33,9 +33,10 @@ import redis
 import structlog
 
 from service import constants
+from service.core.delivery import parse_target
 from service.core.schedule import DIGEST_MODES, DeliveryPrefs, QuietHours
-from service.deliveries import parse_target
 from service.redis import text
+from service.store.rules import RuleStore, RulesWrite
 
 log = structlog.get_logger(__name__)
 
@@ -201,6 +202,7 @@ class SubscriberStore:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self.rules = RuleStore(client)
 
     # --- subscribers ---------------------------------------------------------------------------
     def ensure_subscriber(self, subscriber_id: str, kind: str, chat_id: int | None = None) -> None:
@@ -225,8 +227,7 @@ class SubscriberStore:
         )
 
     def settings_for_chat(self, chat_id: int) -> SubscriberSettings:
-        found = self.subscriber(telegram_subscriber(chat_id))
-        return found.settings if found is not None else SubscriberSettings()
+        return self._chat_settings([chat_id])[chat_id]
 
     def set_settings(self, chat_id: int, settings: SubscriberSettings) -> int:
         """Save a Telegram chat's settings and re-merge them into every subscription delivering
@@ -237,19 +238,22 @@ class SubscriberStore:
             constants.SUBSCRIBER_PREFIX + subscriber_id, "settings", json.dumps(settings.to_dict())
         )
         ids = sorted(text(i) for i in self.client.smembers(_chat_key(chat_id)))
-        changed = [sub for sub in (self.get(i) for i in ids) if sub is not None]
-        self._write(changed)
+        changed = self._get_many(ids)
+        self.write(changed)
         return len(changed)
 
     # --- subscriptions -------------------------------------------------------------------------
     def get(self, subscription_id: str, owner: str | None = None) -> StoredSubscription | None:
-        raw = self.client.hget(constants.RULES_SUBSCRIPTIONS_KEY, subscription_id)
-        if raw is None:
+        record = self.rules.record(subscription_id)
+        if record is None:
             return None
-        sub = StoredSubscription.from_record(json.loads(raw))
+        sub = StoredSubscription.from_record(record)
         if owner is not None and sub.owner != owner:
             return None
         return sub
+
+    def _get_many(self, ids: list[str]) -> list[StoredSubscription]:
+        return [StoredSubscription.from_record(record) for record in self.rules.records(ids)]
 
     def require(self, subscription_id: str, owner: str | None = None) -> StoredSubscription:
         sub = self.get(subscription_id, owner)
@@ -258,8 +262,7 @@ class SubscriberStore:
         return sub
 
     def all(self) -> list[StoredSubscription]:
-        raw = self.client.hgetall(constants.RULES_SUBSCRIPTIONS_KEY)
-        subs = [StoredSubscription.from_record(json.loads(value)) for value in raw.values()]
+        subs = [StoredSubscription.from_record(record) for record in self.rules.records()]
         return sorted(subs, key=lambda sub: sub.id)
 
     def subscriptions(self, owner: str | None = None) -> list[StoredSubscription]:
@@ -267,7 +270,7 @@ class SubscriberStore:
         if owner is None:
             return self.all()
         ids = sorted(text(i) for i in self.client.smembers(_owned_key(owner)))
-        return [sub for sub in (self.get(i, owner) for i in ids) if sub is not None]
+        return [sub for sub in self._get_many(ids) if sub.owner == owner]
 
     def for_chat(self, chat_id: int) -> list[StoredSubscription]:
         """Subscriptions a Telegram chat owns or receives alerts of, by id."""
@@ -276,23 +279,19 @@ class SubscriberStore:
         pipe.smembers(_chat_key(chat_id))
         owned, delivered = pipe.execute()
         ids = sorted({text(i) for i in owned} | {text(i) for i in delivered})
-        return [sub for sub in (self.find_for_chat(i, chat_id) for i in ids) if sub is not None]
+        return [sub for sub in self._get_many(ids) if _reaches(sub, chat_id)]
 
     def find_for_chat(self, subscription_id: str, chat_id: int) -> StoredSubscription | None:
         """The subscription if the chat owns it or receives its alerts, else None."""
         sub = self.get(subscription_id)
-        if sub is None:
-            return None
-        if sub.owner == telegram_subscriber(chat_id) or chat_id in _chats(sub):
-            return sub
-        return None
+        return sub if sub is not None and _reaches(sub, chat_id) else None
 
     def create(self, sub: StoredSubscription) -> StoredSubscription:
         """Add a new subscription; SubscriptionExistsError when the id is taken."""
-        if self.client.hexists(constants.RULES_SUBSCRIPTIONS_KEY, sub.id):
+        if self.rules.exists(sub.id):
             raise SubscriptionExistsError(sub.id)
         sub = replace(sub, created_at=sub.created_at or time.time())
-        self._write([sub])
+        self.write([sub], previous={sub.id: None})
         return sub
 
     def put(self, sub: StoredSubscription) -> StoredSubscription:
@@ -300,7 +299,7 @@ class SubscriberStore:
         old = self.get(sub.id)
         created = old.created_at if old is not None else time.time()
         sub = replace(sub, created_at=sub.created_at or created)
-        self._write([sub], previous={sub.id: old} if old is not None else None)
+        self.write([sub], previous={sub.id: old})
         return sub
 
     def update(
@@ -308,18 +307,23 @@ class SubscriberStore:
     ) -> StoredSubscription:
         old = self.require(subscription_id, owner)
         new = replace(old, **changes)
-        self._write([new], previous={old.id: old})
+        self.write([new], previous={old.id: old})
         return new
 
     def delete(self, subscription_id: str, owner: str | None = None) -> StoredSubscription:
         old = self.require(subscription_id, owner)
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hdel(constants.RULES_SUBSCRIPTIONS_KEY, old.id)
-        self._unindex(pipe, old)
-        pipe.zrem(constants.SUBSCRIPTION_MUTES_KEY, old.id)
-        pipe.incr(constants.RULES_VERSION_KEY)
-        pipe.execute()
+        self.delete_many([old])
         return old
+
+    def delete_many(self, subs: list[StoredSubscription], batch: RulesWrite | None = None) -> None:
+        """Remove subscriptions and their indexes (in ``batch`` when given, else at once)."""
+        if batch is None:
+            with self.rules.write() as own:
+                self.delete_many(subs, own)
+            return
+        batch.delete_subscriptions(*(sub.id for sub in subs))
+        for sub in subs:
+            _unindex(batch, sub)
 
     def unwatch_for_chat(self, subscription_id: str, chat_id: int) -> bool:
         """Stop a chat's alerts of a subscription: delete it when the chat owns it or is its only
@@ -331,7 +335,7 @@ class SubscriberStore:
         if sub.owner == telegram_subscriber(chat_id) or not others:
             self.delete(sub.id)
         else:
-            self._write([replace(sub, targets=others)], previous={sub.id: sub})
+            self.write([replace(sub, targets=others)], previous={sub.id: sub})
         return True
 
     def set_paused(self, ids: Iterable[str], paused: bool, owner: str | None = None) -> list[str]:
@@ -341,36 +345,38 @@ class SubscriberStore:
             for sub in (self.require(i, owner) for i in ids)
             if sub.paused != paused
         ]
-        self._write(changed)
+        self.write(changed)
         return [sub.id for sub in changed]
 
     def mute(self, subscription_id: str, seconds: float, owner: str | None = None) -> float:
-        """Mute for ``seconds`` (the index leaves it out meanwhile); returns the end time."""
+        """Mute for ``seconds``: the workers drop its matches until then; it ends by itself."""
         until = time.time() + seconds
         self.update(subscription_id, owner, mute_until=until)
         return until
 
-    def expire_mutes(self, now: float | None = None) -> list[str]:
-        """Bring back subscriptions whose mute ended; the bot and the API call this regularly."""
-        ended = self.client.zrangebyscore(constants.SUBSCRIPTION_MUTES_KEY, 0, now or time.time())
-        back = [
-            replace(sub, mute_until=None)
-            for sub in (self.get(text(i)) for i in ended)
-            if sub is not None
-        ]
-        self._write(back)
-        if ended:
-            self.client.zrem(constants.SUBSCRIPTION_MUTES_KEY, *ended)
-        return [sub.id for sub in back]
-
     # --- the record ---------------------------------------------------------------------------
-    def record(self, sub: StoredSubscription) -> dict[str, Any]:
-        """The rules-storage record of ``sub``: the rule engine's fields, derived, plus ours."""
+    def _chat_settings(self, chats: Iterable[int]) -> dict[int, SubscriberSettings]:
+        """The settings of Telegram chats, read in one round trip."""
+        wanted = sorted(set(chats))
+        pipe = self.client.pipeline(transaction=False)
+        for chat in wanted:
+            pipe.hget(constants.SUBSCRIBER_PREFIX + telegram_subscriber(chat), "settings")
+        found: dict[int, SubscriberSettings] = {}
+        for chat, raw in zip(wanted, pipe.execute() if wanted else [], strict=True):
+            data = json.loads(raw) if raw else {}
+            found[chat] = SubscriberSettings.from_dict(data)
+        return found
+
+    def record(
+        self, sub: StoredSubscription, chats: dict[int, SubscriberSettings] | None = None
+    ) -> dict[str, Any]:
+        """The rule-set record of ``sub``: the rule engine's fields, derived, plus ours."""
+        chats = chats if chats is not None else self._chat_settings(_chats(sub))
         notify: list[dict[str, Any]] = []
         for target in sub.targets:
             chat = target.get("telegram")
             if chat is not None:
-                prefs = self.settings_for_chat(int(chat)).prefs(sub.mode)
+                prefs = chats.get(int(chat), SubscriberSettings()).prefs(sub.mode)
                 notify.append({**target, **prefs.to_dict()} if prefs.holds else dict(target))
             else:
                 notify.append(dict(target))
@@ -378,7 +384,7 @@ class SubscriberStore:
             "id": sub.id,
             "name": sub.name or sub.id,
             "query": sub.query,
-            "paused": sub.paused or sub.muted(),
+            "paused": sub.paused,
             "notify": notify,
             "targets": [dict(target) for target in sub.targets],
             "user_paused": sub.paused,
@@ -388,45 +394,48 @@ class SubscriberStore:
             "created_at": sub.created_at,
         }
 
-    def _write(
+    def write(
         self,
         subs: list[StoredSubscription],
         previous: dict[str, StoredSubscription | None] | None = None,
+        batch: RulesWrite | None = None,
     ) -> None:
-        """Write records, their indexes and one rules-version bump in a single transaction."""
+        """Write records and their indexes: in ``batch`` when given (the caller's transaction),
+        else in a transaction of their own with one rules-version bump."""
         if not subs:
             return
-        if previous is None:
-            previous = {sub.id: self.get(sub.id) for sub in subs}
-        pipe = self.client.pipeline(transaction=True)
+        if batch is None:
+            with self.rules.write() as own:
+                self.write(subs, previous, own)
+            return
         for sub in subs:
             if sub.mode not in MODES:
                 raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        if previous is None:
+            found = {old.id: old for old in self._get_many([sub.id for sub in subs])}
+            previous = {sub.id: found.get(sub.id) for sub in subs}
+        chats = self._chat_settings(chat for sub in subs for chat in _chats(sub))
+        batch.put_subscriptions([self.record(sub, chats) for sub in subs])
+        for sub in subs:
             old = previous.get(sub.id)
             if old is not None:
-                self._unindex(pipe, old)
-            pipe.hset(
-                constants.RULES_SUBSCRIPTIONS_KEY,
-                sub.id,
-                json.dumps(self.record(sub), ensure_ascii=False),
-            )
+                _unindex(batch, old)
             if sub.owner is not None:
-                pipe.sadd(_owned_key(sub.owner), sub.id)
+                batch.pipe.sadd(_owned_key(sub.owner), sub.id)
             for chat in _chats(sub):
-                pipe.sadd(_chat_key(chat), sub.id)
-            if sub.muted():
-                pipe.zadd(constants.SUBSCRIPTION_MUTES_KEY, {sub.id: sub.mute_until or 0.0})
-            else:
-                pipe.zrem(constants.SUBSCRIPTION_MUTES_KEY, sub.id)
-        pipe.incr(constants.RULES_VERSION_KEY)
-        pipe.execute()
+                batch.pipe.sadd(_chat_key(chat), sub.id)
 
-    @staticmethod
-    def _unindex(pipe: Any, old: StoredSubscription) -> None:
-        if old.owner is not None:
-            pipe.srem(_owned_key(old.owner), old.id)
-        for chat in _chats(old):
-            pipe.srem(_chat_key(chat), old.id)
+
+def _unindex(batch: RulesWrite, old: StoredSubscription) -> None:
+    if old.owner is not None:
+        batch.pipe.srem(_owned_key(old.owner), old.id)
+    for chat in _chats(old):
+        batch.pipe.srem(_chat_key(chat), old.id)
+
+
+def _reaches(sub: StoredSubscription, chat_id: int) -> bool:
+    """The chat owns the subscription or receives its alerts."""
+    return sub.owner == telegram_subscriber(chat_id) or chat_id in _chats(sub)
 
 
 def _chats(sub: StoredSubscription) -> list[int]:
@@ -439,17 +448,3 @@ def _owned_key(owner: str) -> str:
 
 def _chat_key(chat_id: int) -> str:
     return f"{constants.SUBSCRIBER_CHAT_SUBS_PREFIX}{chat_id}"
-
-
-async def sweep_mutes(
-    store: SubscriberStore, interval: float = constants.MUTE_SWEEP_INTERVAL_SECONDS
-) -> None:
-    """Bring back subscriptions whose mute ended, every ``interval`` seconds, until cancelled."""
-    while True:
-        try:
-            back = await asyncio.to_thread(store.expire_mutes)
-            if back:
-                log.info("mutes_ended", subscriptions=len(back))
-        except redis.RedisError as exc:
-            log.warning("mute_sweep_failed", error=type(exc).__name__)
-        await asyncio.sleep(interval)

@@ -15,13 +15,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from service import constants
 from service.api.http import ROUTES, build_app
+from service.core.delivery import WebhookTarget
 from service.core.model import Alert, Enrichment
 from service.core.post import Post
-from service.deliveries import WebhookTarget
-from service.rules_watch import load_ruleset, rules_version
 from service.store.apikeys import ApiKeyStore
+from service.store.deliveries import LOG_PREFIX
 from service.store.posts import PostStore
-from workers.delivery.webhook import delivery_log_key
+from service.store.rules import RuleStore
 
 HOOK = {"webhook": {"url": "https://example.org/hook", "secret": "whsec_dGVzdA=="}}
 
@@ -49,7 +49,7 @@ async def api(redis_client: redis.Redis) -> AsyncIterator[Api]:
     key, _ = keys.create("acme", "api:acme")
     admin_key, _ = keys.create("ops", "api:ops", admin=True)
     other_key, _ = keys.create("other", "api:other")
-    server = TestServer(build_app(redis_client, ["configured_chan"], sweep=False), host="127.0.0.1")
+    server = TestServer(build_app(redis_client, ["configured_chan"]), host="127.0.0.1")
     async with TestClient(server) as client:
         yield Api(client, key, admin_key, other_key)
 
@@ -69,7 +69,7 @@ async def test_auth(api: Api, redis_client: redis.Redis) -> None:
 
 
 async def test_subscription_crud(api: Api, redis_client: redis.Redis) -> None:
-    version = rules_version(redis_client)
+    version = RuleStore(redis_client).version()
     status, body = await api.call(
         "POST",
         "/v1/subscriptions",
@@ -78,8 +78,8 @@ async def test_subscription_crud(api: Api, redis_client: redis.Redis) -> None:
     assert status == 201, body
     assert body["targets"] == [{"webhook": {"url": "https://example.org/hook", "secret": "***"}}]
     assert body["owner"] == "api:acme"
-    assert rules_version(redis_client) > version
-    _, ruleset = load_ruleset(redis_client)
+    assert RuleStore(redis_client).version() > version
+    _, ruleset = RuleStore(redis_client).load()
     assert [s.id for s in ruleset.subscriptions] == ["lavrov"]
     assert ruleset.subscriptions[0].notify[0]["webhook"]["secret"] == "whsec_dGVzdA=="
 
@@ -94,7 +94,7 @@ async def test_subscription_crud(api: Api, redis_client: redis.Redis) -> None:
         "PATCH", "/v1/subscriptions/lavrov", {"paused": True, "mode": "digest"}
     )
     assert status == 200 and body["paused"] and body["mode"] == "digest"
-    _, ruleset = load_ruleset(redis_client)
+    _, ruleset = RuleStore(redis_client).load()
     assert ruleset.subscriptions[0].paused
 
     # Another client sees nothing of it; an admin sees it.
@@ -166,7 +166,7 @@ async def test_alerts_endpoints_and_redelivery(api: Api, redis_client: redis.Red
     assert body["endpoints"] == [
         {"id": endpoint, "url": "https://example.org/hook", "subscriptions": ["mine"]}
     ]
-    redis_client.lpush(delivery_log_key(endpoint), json.dumps({"status": 500, "at": "t"}))
+    redis_client.lpush(LOG_PREFIX + endpoint, json.dumps({"status": 500, "at": "t"}))
     status, body = await api.call("GET", f"/v1/endpoints/{endpoint}/deliveries")
     assert status == 200 and body["deliveries"] == [{"status": 500, "at": "t"}]
     assert (await api.call("GET", f"/v1/endpoints/{endpoint}/deliveries", key=api.other_key))[
@@ -221,7 +221,7 @@ async def test_openapi_documents_every_route(api: Api) -> None:
 def test_apikeys_commands(redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    from service.api.commands import apikeys
+    from service.commands.api import apikeys
 
     monkeypatch.setenv("TGWATCH_REDIS_URL", redis_url)
     monkeypatch.chdir(tmp_path)

@@ -14,15 +14,18 @@ import pytest
 import redis
 
 from service import constants
-from service.bot.app import build_bot, build_dispatcher, run_bot
-from service.bot.settings import BotAccess, BotSettings
+from service.bot.access import BotAccess
+from service.bot.app import build_dispatcher, run_bot
+from service.config import BotSettings
 from service.core.model import Enrichment
 from service.core.post import Post
+from service.core.query.index import RuleIndex
 from service.core.render import alert_keyboard
-from service.rules_watch import load_ruleset, rules_version
 from service.store import watchlist
 from service.store.posts import PostStore
+from service.store.rules import RuleStore
 from service.store.subscribers import StoredSubscription, SubscriberStore
+from service.telegram import make_bot
 from tests.fakes.botapi import FakeBotAPI
 
 USER = 1001
@@ -102,10 +105,11 @@ async def bot(fake_botapi: FakeBotAPI, redis_client: redis.Redis) -> AsyncIterat
     fake_botapi.enforce_limits = False
     access = BotAccess(frozenset({USER}), frozenset({ADMIN}))
     dispatcher = build_dispatcher(redis_client, access, ["Static_Channel"])
-    client = build_bot(fake_botapi.token, fake_botapi.base_url)
-    task = asyncio.create_task(run_bot(client, dispatcher, handle_signals=False, polling_timeout=1))
+    client = make_bot(fake_botapi.token, fake_botapi.base_url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_bot(client, dispatcher, stop, polling_timeout=1))
     yield BotHarness(fake_botapi, redis_client, SubscriberStore(redis_client))
-    await dispatcher.stop_polling()
+    stop.set()
     await asyncio.wait_for(task, 10)
 
 
@@ -128,12 +132,12 @@ async def test_start_and_help(bot: BotHarness) -> None:
 
 
 async def test_watch_reaches_the_rules_storage(bot: BotHarness) -> None:
-    version = rules_version(bot.client)
+    version = RuleStore(bot.client).version()
     reply = await bot.send("/watch Лавров AND (санкции OR <sanctions>)")
     assert "Watching" in reply and "Understood as:" in reply
     assert "лавров" in reply and "OR" in reply
-    assert rules_version(bot.client) > version
-    _, ruleset = load_ruleset(bot.client)
+    assert RuleStore(bot.client).version() > version
+    _, ruleset = RuleStore(bot.client).load()
     [sub] = ruleset.subscriptions
     assert sub.query == "Лавров AND (санкции OR <sanctions>)"
     assert list(sub.notify) == [{"telegram": USER}]
@@ -160,7 +164,7 @@ async def test_list_unwatch_pause_resume(bot: BotHarness) -> None:
     first, second = subs
     assert "Paused 1" in await bot.send(f"/pause {first.id}")
     assert bot.store.require(first.id).paused
-    _, ruleset = load_ruleset(bot.client)
+    _, ruleset = RuleStore(bot.client).load()
     assert {s.id: s.paused for s in ruleset.subscriptions} == {first.id: True, second.id: False}
     assert "paused" in await bot.send("/list")
     assert "Paused 1" in await bot.send("/pause all")
@@ -195,7 +199,7 @@ async def test_digest_and_quiet(bot: BotHarness) -> None:
     assert bot.store.settings_for_chat(USER).digest == "1h"
     reply = await bot.send("/quiet 23:00-07:00 Europe/Moscow")
     assert "23:00-07:00" in reply and "Europe/Moscow" in reply
-    _, ruleset = load_ruleset(bot.client)
+    _, ruleset = RuleStore(bot.client).load()
     [target] = ruleset.subscriptions[0].notify
     assert target["telegram"] == USER and target["digest"] == "1h"
     assert target["quiet"] == {"start": "23:00", "end": "07:00", "tz": "Europe/Moscow"}
@@ -236,10 +240,13 @@ async def test_alert_buttons_mute_and_unwatch(bot: BotHarness) -> None:
     assert "muted for 1 h" in answer["text"]
     stored = bot.store.require("lavrov")
     assert stored.muted() and not stored.paused
-    _, ruleset = load_ruleset(bot.client)
-    assert [s.paused for s in ruleset.subscriptions] == [True]  # the index leaves it out
-    assert bot.store.expire_mutes(now=time.time() + 3601) == ["lavrov"]
-    assert not bot.store.require("lavrov").muted()
+    _, ruleset = RuleStore(bot.client).load()
+    [muted] = ruleset.subscriptions
+    assert muted.muted(time.time()) and not muted.muted(time.time() + 3601)  # ends by itself
+    index = RuleIndex.build(ruleset)
+    post = _post("mfa_russia", 1, "Лаврову сказали")
+    assert index.match(post, now=time.time()) == []  # the workers drop its matches meanwhile
+    assert [m.subscription_id for m in index.match(post, now=time.time() + 3601)] == ["lavrov"]
     answer = await bot.press(unwatch)
     assert "Stopped" in answer["text"]
     assert bot.store.get("lavrov") is None

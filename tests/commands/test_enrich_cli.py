@@ -90,26 +90,51 @@ def test_eval_topics_prints_figures(tmp_path: Path) -> None:
     labelled = write_labelled(tmp_path / "labelled.jsonl")
     result = CliRunner().invoke(eval_cmd, ["topics", str(labelled)])
     assert result.exit_code == 0, result.output
+    assert result.output.startswith("mode: blend; 8 posts")  # the shipped model, by default
     lines = {line.split()[0]: line.split() for line in result.output.splitlines() if line}
     assert {"diplomacy", "crypto", "micro"} <= set(lines)
     assert lines["topic"][1:] == ["support", "precision", "recall", "f1"]
     assert lines["crypto"][1] == "3"
+    assert lines["lang"][1:] == ["posts", "labels", "precision", "recall", "f1", "macro", "f1"]
+    assert lines["ru"][1:3] == ["4", "3"]  # 4 Russian posts, 3 topic labels among them
+    assert {"en", "es", "fr"} <= set(lines)
     assert "language accuracy:" in result.output
+
+
+def test_eval_topics_cross_validates(tmp_path: Path) -> None:
+    labelled = write_labelled(tmp_path / "labelled.jsonl")
+    result = CliRunner().invoke(eval_cmd, ["topics", str(labelled), "--cv", "2"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("cross-validation: 2 folds of 8 posts")
+    assert "macro f1" in result.output
+    refused = CliRunner().invoke(eval_cmd, ["topics", str(labelled), "--cv", "2", "--mode", "cues"])
+    assert refused.exit_code != 0 and "--cv" in refused.output
+    too_many = CliRunner().invoke(eval_cmd, ["topics", str(labelled), "--cv", "9"])
+    assert too_many.exit_code != 0 and "folds" in too_many.output
 
 
 def test_train_then_eval_with_the_model(tmp_path: Path) -> None:
     labelled = write_labelled(tmp_path / "labelled.jsonl")
-    model = tmp_path / "models" / "topics.joblib"
+    model = tmp_path / "models" / "topics.json"
     runner = CliRunner()
     trained = runner.invoke(topics, ["train", str(labelled), "--out", str(model)])
     assert trained.exit_code == 0, trained.output
-    assert model.is_file()
+    assert json.loads(model.read_text("utf-8"))["format"] == "tgwatch-topics/2"
     assert "trained 2 topics on 8 posts" in trained.output
     evaluated = runner.invoke(
         eval_cmd, ["topics", str(labelled), "--model", str(model), "--mode", "model"]
     )
     assert evaluated.exit_code == 0, evaluated.output
+    assert evaluated.output.startswith("mode: model")
     assert "crypto" in evaluated.output
+
+
+def test_train_without_cues(tmp_path: Path) -> None:
+    labelled = write_labelled(tmp_path / "labelled.jsonl")
+    model = tmp_path / "words.json"
+    trained = CliRunner().invoke(topics, ["train", str(labelled), "--out", str(model), "--no-cues"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(model.read_text("utf-8"))["cue_inputs"] == []
 
 
 def test_train_rejects_a_bad_file(tmp_path: Path) -> None:
@@ -118,3 +143,12 @@ def test_train_rejects_a_bad_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(topics, ["train", str(bad)])
     assert result.exit_code != 0
     assert "bad.jsonl:1" in result.output
+
+
+def test_a_model_file_that_is_not_one_is_a_clear_error(tmp_path: Path) -> None:
+    labelled = write_labelled(tmp_path / "labelled.jsonl")
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text("{}", encoding="utf-8")
+    result = CliRunner().invoke(eval_cmd, ["topics", str(labelled), "--model", str(bogus)])
+    assert result.exit_code != 0
+    assert "bogus.json: not a tgwatch topic model" in result.output

@@ -10,7 +10,7 @@ import redis
 from click.testing import CliRunner
 
 from service.commands.rules import backtest, rules
-from service.rules_watch import load_ruleset
+from service.store.rules import RuleStore
 
 RULES = """\
 entities:
@@ -135,7 +135,7 @@ def test_load_stores_the_rules_in_redis(
     monkeypatch.setenv("TGWATCH_REDIS_URL", redis_url)
     result = CliRunner().invoke(rules, ["load", str(rules_file)])
     assert result.exit_code == 0, result.output
-    version, ruleset = load_ruleset(redis_client)
+    version, ruleset = RuleStore(redis_client).load()
     assert f"loaded 3 subscriptions and 1 entities (rules version {version})" in result.output
     assert "subscriptions: 3 added" in result.output
     assert [sub.id for sub in ruleset.subscriptions] == ["china", "lavrov", "unga"]

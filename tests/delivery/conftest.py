@@ -11,13 +11,14 @@ import httpx
 import pytest
 import redis
 
+from service.config import DeliverySettings
+from service.core.delivery import DeliveryJob, Outcome
 from service.core.model import Alert, Highlight
-from service.deliveries import DeliveryJob
+from service.delivery_queue import DELIVER
+from service.metrics import Metrics
 from tests.delivery.receiver import WebhookReceiver
 from workers.delivery.context import DeliveryContext
 from workers.delivery.dispatch import process
-from workers.delivery.outcome import Outcome
-from workers.delivery.settings import DeliverySettings
 
 SECRET = "whsec_" + base64.b64encode(b"tgwatch-test-secret-key").decode()
 
@@ -47,9 +48,14 @@ class Scheduled:
 
     def __init__(self) -> None:
         self.jobs: list[tuple[DeliveryJob, float]] = []
+        self.calls: list[tuple[str, dict[str, Any], float]] = []  # other jobs (digest flushes)
 
-    def __call__(self, job: DeliveryJob, delay: float) -> None:
-        self.jobs.append((job, delay))
+    def __call__(self, function: str, payload: dict[str, Any], _description: str,
+                 delay: float) -> None:  # fmt: skip
+        if function == DELIVER:
+            self.jobs.append((DeliveryJob.from_dict(payload), delay))
+        else:
+            self.calls.append((function, payload, delay))
 
     async def run_all(self, context: DeliveryContext, max_rounds: int = 50) -> list[Outcome]:
         """Run scheduled jobs (waiting their delays) until none is left."""
@@ -76,7 +82,8 @@ async def make_context(redis_client: redis.Redis) -> AsyncIterator[ContextFactor
         settings.setdefault("webhook_timeout", 5.0)
         context = DeliveryContext.build(
             redis_client,
-            settings=DeliverySettings(**settings),
+            DeliverySettings(**settings),
+            Metrics(),
             http=httpx.AsyncClient(trust_env=False),
             bot=bot,
             schedule=schedule,
@@ -86,7 +93,7 @@ async def make_context(redis_client: redis.Redis) -> AsyncIterator[ContextFactor
 
     yield factory
     for context in made:
-        await context.http.aclose()
+        await context.aclose()
 
 
 @pytest.fixture

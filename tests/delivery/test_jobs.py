@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 
-from service.deliveries import DeliveryJob, parse_target
+from service.config import DeliverySettings, load_settings
+from service.core.delivery import DeliveryJob, parse_target
+from service.delivery_queue import FLUSH_DIGEST
+from service.metrics import Metrics
 from tests.delivery.conftest import make_alert
-from workers.delivery import jobs
-from workers.delivery.context import DeliveryContext, set_context
-from workers.delivery.settings import DeliverySettings
+from workers import jobs
+from workers.context import WorkerContext, install
+from workers.delivery.context import DeliveryContext
 
 
 @pytest.fixture
 def context(redis_client: redis.Redis) -> Iterator[DeliveryContext]:
-    ctx = DeliveryContext.build(redis_client, settings=DeliverySettings(lease_seconds=5))
-    set_context(ctx)
+    metrics = Metrics()
+    ctx = DeliveryContext.build(redis_client, DeliverySettings(lease_seconds=5), metrics)
+    install(WorkerContext(load_settings(_env_file=None), redis_client, metrics, ctx))
     yield ctx
-    set_context(None)
+    install(None)
     ctx.close()
 
 
@@ -31,26 +34,11 @@ def test_invalid_payload_is_dead_lettered_not_raised(context: DeliveryContext) -
     assert dead["reason"] == "invalid payload: KeyError"
 
 
-def test_expired_leases_are_enqueued_again_once(context: DeliveryContext) -> None:
-    job = DeliveryJob(make_alert(), parse_target({"telegram": 1001}), 2, "Lavrov")
-    context.journal.begin(job.key, "workers.delivery.jobs.deliver", job.to_dict(), "d")
-    assert context.journal.recover(context.queue) == 0  # the lease still runs
-    later = time.time() + 6
-    assert context.journal.recover(context.queue, now=later) == 1
-    assert context.journal.recover(context.queue, now=later) == 0  # pushed a lease ahead
-    [queued] = context.queue.get_jobs()
-    assert queued.func_name == "workers.delivery.jobs.deliver"
-    assert DeliveryJob.from_dict(queued.args[0]) == job
-    context.journal.end(job.key)
-    assert context.journal.held() == 0
-
-
 def test_maintenance_enqueues_due_digest_flushes(context: DeliveryContext) -> None:
     job = DeliveryJob(make_alert(), parse_target({"telegram": -100123, "digest": "15m"}))
-    context.digests.hold(job, datetime.now(UTC))
-    time.sleep(0.01)
-    assert jobs.run_maintenance(context) == {"recovered": 0, "flushes": 1}
+    context.digests.hold(job, datetime.now(UTC) - timedelta(seconds=1))
+    assert jobs.run_maintenance(context) == {"flushes": 1}
     [queued] = context.queue.get_jobs()
-    assert queued.func_name == "workers.delivery.jobs.flush_digest"
+    assert queued.func_name == FLUSH_DIGEST
     assert queued.args[0] == {"target": {"telegram": -100123}, "attempt": 0}
-    assert jobs.run_maintenance(context) == {"recovered": 0, "flushes": 0}
+    assert jobs.run_maintenance(context) == {"flushes": 0}

@@ -13,12 +13,15 @@ import redis
 from service.core.rules import parse_rules
 from service.core.signing import verify
 from service.queue import Enqueuer
-from service.rules_watch import save_ruleset
 from service.sources.files import ingest_files
 from service.store.matches import read_alerts
+from service.store.rules import RuleStore
 from tests.delivery.conftest import SECRET
 from tests.delivery.receiver import WebhookReceiver
 from tests.fakes.botapi import FakeBotAPI
+
+# Real `tgwatch` processes: left out of `make test-fast`.
+pytestmark = pytest.mark.slow
 
 CHAT = 4242
 
@@ -66,7 +69,7 @@ async def test_ingest_then_burst_worker_delivers_every_alert(
     # one chat goes out within the test's time and the fake still enforces the limit.
     fake_botapi.per_chat_interval = 0.05
     rules = parse_rules(RULES.format(url=receiver.url, secret=SECRET, chat=CHAT))
-    save_ruleset(client, rules)
+    RuleStore(client).replace(rules)
 
     enqueuer = Enqueuer(client, batch_size=10, batch_wait=0.05)
     await ingest_files([fixtures_dir / "mfa_russia_sample.json"], enqueuer)

@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from service.config import load_settings
+from service.metrics import Metrics
 from service.queue import Enqueuer
-from service.runtime import MuteSweeper, build_listeners
+from service.runtime import build_listeners
 from service.sources.bot import BotListener
 from tests.fakes.botapi import FakeBotAPI
 
@@ -51,12 +52,10 @@ async def test_bot_listener_reads_posts_and_answers_commands(
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
         listeners = await build_listeners(
-            settings, client, redis_url, sink, stack, sources=frozenset({"bot"})
+            settings, client, redis_url, sink, stack, metrics=Metrics(), sources=frozenset({"bot"})
         )
         (listener,) = [item for item in listeners if isinstance(item, BotListener)]
         assert "message" in listener.allowed_updates
-        # The listener also brings muted subscriptions back, as `tgwatch bot` does.
-        assert any(isinstance(item, MuteSweeper) for item in listeners)
         task = asyncio.create_task(listener.run(stop))
         for _ in range(100):
             if fake_botapi.sent and sink.stats.seen:

@@ -12,23 +12,17 @@ from rq.serializers import JSONSerializer
 from service import constants
 from service.config import load_settings
 from service.core.formats.detect import parse_file
-from service.queue import Enqueuer, list_rejected
+from service.queue import Enqueuer
 from service.sources.files import ingest_files
 from service.store.posts import PostStore
-from workers.delivery.context import get_context, set_context
-from workers.runner import build_worker
+from service.store.rejected import list_rejected
+from workers.runner import WorkerSpec, run_worker
 
 
 def run_burst_worker(url: str) -> None:
-    connection = redis.Redis.from_url(url)
+    """One burst worker in this process, through the workers' one entry point."""
     settings = load_settings(redis_url=url)
-    worker = build_worker(settings, connection, [constants.POSTS_QUEUE])
-    try:
-        worker.work(burst=True)
-    finally:
-        get_context().close()
-        set_context(None)
-        connection.close()
+    run_worker(WorkerSpec({}, url, (constants.POSTS_QUEUE,), burst=True), settings)
 
 
 async def ingest(url: str, *paths: Path, batch_size: int = 7) -> Enqueuer:

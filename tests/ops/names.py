@@ -115,3 +115,55 @@ def missing_from_exposition(exposition: str, *, strict: bool = True) -> set[str]
     if not strict:
         exported |= declared_sample_names(exposition)
     return metric_names_used_by_dashboards_and_alerts() - exported
+
+
+# --- label values ------------------------------------------------------------------------------
+# Labels whose values are data (a channel, a host), not codes the code chooses from a list.
+FREE_LABELS = frozenset({"channel", "job", "instance", "le", "version", "python", "quantile"})
+MATCHER = re.compile(r"(tgwatch_[a-z0-9_]+)\{([^}]*)\}")
+LABEL = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+
+
+def samples(exposition: str) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of a text exposition: name, labels, value."""
+    found = []
+    for line in exposition.splitlines():
+        match = SAMPLE.match(line)
+        if match is None or line.startswith("#"):
+            continue
+        name, raw, value = match.groups()
+        labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', raw or ""))
+        try:
+            found.append((name, labels, float(value)))
+        except ValueError:
+            continue
+    return found
+
+
+def queried_label_values() -> list[tuple[str, str, str, str]]:
+    """(metric, label, operator, value) of every label matcher with a fixed code value in the
+    dashboard and alert queries (Grafana variables and data labels left out)."""
+    found = []
+    for expr in dashboard_expressions() + alert_expressions():
+        for metric, inside in MATCHER.findall(expr):
+            for label, op, value in LABEL.findall(inside):
+                if label not in FREE_LABELS and "$" not in value and op in ("=", "=~"):
+                    found.append((metric, label, op, value))
+    return found
+
+
+def promtool_input_series() -> list[tuple[str, dict[str, str]]]:
+    """The input series of the promtool rule tests: name and labels (job/instance dropped)."""
+    path = ALERT_RULES.parent / "alerts_test.yml"
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    found = []
+    for test in document["tests"]:
+        for item in test.get("input_series", []):
+            match = re.match(r"([a-z_:][a-z0-9_:]*)(?:\{(.*)\})?$", item["series"])
+            assert match is not None, item["series"]
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(2) or ""))
+            found.append(
+                (match.group(1), {k: v for k, v in labels.items() if k not in FREE_LABELS})
+            )
+    return found

@@ -17,7 +17,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from rq import Queue, SimpleWorker
 
 from service import constants
-from service.api.ops import (
+from service.core.delivery import DeliveryStatus
+from service.metrics import Metrics
+from service.ops import (
     Readiness,
     async_readiness,
     bound_port,
@@ -28,7 +30,6 @@ from service.api.ops import (
     sync_readiness,
     workers_registered,
 )
-from service.metrics import Metrics
 
 Serve = Callable[[Metrics, Readiness], Awaitable[str]]
 
@@ -71,7 +72,7 @@ async def test_metrics_endpoint_speaks_openmetrics(serve: Serve, redis_client: r
     """Prometheus asks for OpenMetrics first; the whole exposition must parse as such."""
     metrics = Metrics()
     metrics.attach_redis(redis_client)
-    metrics.webhook_dead_lettered()
+    metrics.delivery("webhook", DeliveryStatus.DEAD)
     base = await serve(metrics, always({}))
     headers = {"Accept": "application/openmetrics-text; version=1.0.0"}
     async with (

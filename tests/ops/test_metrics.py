@@ -16,7 +16,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from rq import Queue, SimpleWorker
 
 from service import constants, metrics
-from service.metrics import Metrics, worker_port
+from service.core.delivery import DeliveryStatus
+from service.core.model import Alert
+from service.metrics import Metrics
+from service.ops import ops_ports
+from service.store.deliveries import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,8 +84,14 @@ def test_pipeline_metrics() -> None:
         pass
     m.observe_stage("match", 0.003)
     m.match("keyword", 2)
-    m.alert("alert")
-    m.alert("suppressed_edit")
+    post = {
+        "channel": "c",
+        "message_id": 1,
+        "content_hash": "h",
+        "date": "2024-05-01T10:00:00+00:00",
+    }
+    m.alert(Alert("s", post))
+    m.alert(Alert("s", post, suppressed="edit"))
     assert value(m, "tgwatch_stage_duration_seconds_count", step="parse") == 1
     assert value(m, "tgwatch_stage_duration_seconds_bucket", step="match", le="0.005") == 1
     assert value(m, "tgwatch_stage_duration_seconds_bucket", step="match", le="0.0025") == 0
@@ -104,14 +114,17 @@ def test_known_label_values_exist_at_zero() -> None:
 def test_delivery_metrics() -> None:
     m = Metrics()
     now = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-    m.delivery("telegram", "sent", seconds=0.2)
-    m.delivery("webhook", "failed")
-    m.delivered(now - timedelta(hours=2), now=now)
+    m.delivery("telegram", DeliveryStatus.SENT, seconds=0.2)
+    m.delivery("webhook", DeliveryStatus.RETRY)
+    m.delivery("webhook", DeliveryStatus.DEAD)
+    post = {"channel": "c", "message_id": 1, "content_hash": "h",
+            "date": (now - timedelta(hours=2)).isoformat()}  # fmt: skip
+    m.delivered(Alert("s", post), now=now)
     m.telegram_rate_limited(retry_after=7)
     m.telegram_rate_limited(retry_after=3)
-    m.webhook_dead_lettered()
     assert value(m, "tgwatch_deliveries_total", target="telegram", outcome="sent") == 1
     assert value(m, "tgwatch_deliveries_total", target="webhook", outcome="failed") == 1
+    assert value(m, "tgwatch_deliveries_total", target="webhook", outcome="dead_letter") == 1
     assert value(m, "tgwatch_delivery_latency_seconds_count", target="telegram") == 1
     assert value(m, "tgwatch_delivery_latency_seconds_count", target="webhook") == 0
     assert value(m, "tgwatch_end_to_end_latency_seconds_bucket", le="3600.0") == 0
@@ -141,10 +154,13 @@ def test_label_values_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     assert value(m, "tgwatch_posts_seen_total", source="preview", channel="other") == 2
 
 
-def test_worker_port() -> None:
-    assert worker_port(9100, 0) == 9100
-    assert worker_port(9100, 3) == 9103
-    assert worker_port(0, 3) == 0
+def test_ops_ports_never_collide() -> None:
+    """`run -w 2` with a metrics port: listeners on it, workers after it (issue 9)."""
+    listener, workers = ops_ports(9100, 2, listener=True)
+    assert (listener, workers) == (9100, [9101, 9102])
+    assert len({listener, *workers}) == 3
+    assert ops_ports(9100, 3, listener=False) == (0, [9100, 9101, 9102])
+    assert ops_ports(0, 2, listener=True) == (0, [0, 0])
 
 
 # --- the Redis collector, on a real Redis -------------------------------------------------------
@@ -158,13 +174,14 @@ def test_collector_reads_real_queue_state(redis_client: redis.Redis) -> None:
     failing = Queue("tgwatch-test-failing", connection=redis_client)
     failing.enqueue(operator.truediv, 1, 0)
     SimpleWorker([failing], connection=redis_client).work(burst=True)
-    redis_client.rpush("tgwatch:test:dead", b"{}", b"{}")
+    ledger = Ledger(redis_client)
+    ledger.dead_letter({"alert": {}}, "gone")
+    ledger.dead_letter({"alert": {}}, "gone")
 
     m = Metrics()
     m.attach_redis(
         redis_client,
         queues=(constants.POSTS_QUEUE, constants.DELIVERIES_QUEUE, "tgwatch-test-failing"),
-        dead_letter_key="tgwatch:test:dead",
     )
     assert value(m, "tgwatch_redis_up") == 1
     assert value(m, "tgwatch_queue_depth", queue=constants.POSTS_QUEUE) == 3
@@ -186,14 +203,6 @@ def test_collector_reads_real_queue_state(redis_client: redis.Redis) -> None:
     assert value(m, "tgwatch_queue_depth", queue=constants.POSTS_QUEUE) == 4
 
 
-def test_dead_letters_as_a_sorted_set(redis_client: redis.Redis) -> None:
-    redis_client.zadd("tgwatch:test:dead", {"a": 1, "b": 2, "c": 3})
-    m = Metrics()
-    m.attach_redis(redis_client, dead_letter_key="tgwatch:test:dead")
-    assert value(m, "tgwatch_webhook_dead_letters") == 3
-    assert value(m, "tgwatch_queue_depth", queue=constants.POSTS_QUEUE) == 0
-
-
 def test_collector_survives_redis_down(dead_redis: redis.Redis) -> None:
     m = Metrics()
     m.attach_redis(dead_redis)
@@ -208,6 +217,7 @@ _CHILD = """
 import json, sys
 from prometheus_client import generate_latest
 from service.metrics import Metrics
+from service.store.deliveries import Ledger
 m = Metrics()
 m.post_processed(int(sys.argv[1]))
 m.post_seen("preview", "durov")

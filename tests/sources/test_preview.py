@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -435,15 +435,14 @@ async def test_channels_added_and_removed_at_run_time(
     poller = make_poller([CHANNEL], channel_source=source, refresh_every=0.05,
                          sleep=lambda _d: asyncio.sleep(0.01))  # fmt: skip
     task = asyncio.create_task(poller.run(stop))
-    await asyncio.sleep(0.2)
+    await _until(lambda: len(sink.posts) == 2)
     assert {p.channel for p in sink.posts} == {CHANNEL}
     wanted.add("late_chan")
-    await asyncio.sleep(0.3)
+    await _until(lambda: len([p for p in sink.posts if p.channel == "late_chan"]) == 3)
     assert "late_chan" in poller.channels
     assert sorted(p.message_id for p in sink.posts if p.channel == "late_chan") == [1, 2, 3]
     wanted.clear()
-    await asyncio.sleep(0.3)
-    assert "late_chan" not in poller.channels
+    await _until(lambda: "late_chan" not in poller.channels)
     stop.set()
     await asyncio.wait_for(task, 5)
 
@@ -467,3 +466,10 @@ async def test_polls_are_measured(
     assert lag == pytest.approx(clock.now - newest.timestamp())
     assert registry.get_sample_value("tgwatch_source_errors_total",
                                      {"source": "preview", "reason": "parse"}) == 1  # fmt: skip
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 30.0) -> None:
+    """Wait until ``condition()`` holds (plain state of the poller and the sink)."""
+    async with asyncio.timeout(seconds):
+        while not condition():  # noqa: ASYNC110 - there is no event to wait on
+            await asyncio.sleep(0.01)

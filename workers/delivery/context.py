@@ -1,8 +1,8 @@
-"""The per-process delivery context: clients and stores built once at worker start-up.
+"""What delivery jobs need, built once per worker process: stores, senders and their clients.
 
-RQ calls job functions by name with only their payload, so the worker's composition root
-builds one ``DeliveryContext`` (``from_settings``) and installs it with ``set_context``; jobs
-read it with ``get_context``. Nothing is created at import time.
+Part of the worker's one context (``workers.context.WorkerContext.delivery``). The Telegram
+sender (and with it aiogram) exists only when a bot token is configured: a worker that never
+talks to Telegram never imports aiogram.
 """
 
 from __future__ import annotations
@@ -10,36 +10,34 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
-from aiogram import Bot
 from redis import Redis
 from rq import Queue
-from rq.serializers import JSONSerializer
 
-from service import constants
-from service.config import Settings
-from service.deliveries import DeliveryJob, enqueue_job
+from service.config import DeliverySettings, Settings
+from service.core.delivery import DeliveryJob, TelegramTarget
+from service.core.retry import RetryPolicy
+from service.delivery_queue import DELIVER, deliveries_queue, enqueue, enqueue_job
 from service.metrics import Metrics
-from service.telegram import make_bot
-from workers.delivery.digest import DigestStore
-from workers.delivery.journal import Journal
-from workers.delivery.ledger import Ledger
+from service.store.deliveries import Ledger
+from service.store.digests import DigestStore
 from workers.delivery.ratelimit import TelegramLimits, TelegramRateLimiter
-from workers.delivery.settings import DeliverySettings
-from workers.delivery.telegram import TelegramSender
 from workers.delivery.webhook import WebhookSender
 
+if TYPE_CHECKING:
+    from aiogram import Bot
+
+    from workers.delivery.telegram import TelegramSender
+
 T = TypeVar("T")
-Scheduler = Callable[[DeliveryJob, float], None]
+# Tests replace the queue with a function that records (or runs) what would be enqueued.
+Scheduler = Callable[[str, dict[str, Any], str, float], None]
 
-_current: DeliveryContext | None = None
-
-
-def deliveries_queue(connection: Redis) -> Queue:
-    """The deliveries queue, with the JSON serializer every tgwatch queue uses."""
-    return Queue(constants.DELIVERIES_QUEUE, connection=connection, serializer=JSONSerializer)
+# Spread of Telegram retries: its schedule is short, so a fifth of a delay is enough to keep
+# retries of a burst from arriving together.
+TELEGRAM_RETRY_JITTER = 0.2
 
 
 @dataclass
@@ -47,93 +45,113 @@ class DeliveryContext:
     redis: Redis
     queue: Queue
     settings: DeliverySettings
+    metrics: Metrics
     ledger: Ledger
-    journal: Journal
     limiter: TelegramRateLimiter
     digests: DigestStore
-    telegram: TelegramSender
     webhooks: WebhookSender
     http: httpx.AsyncClient
-    bot: Bot | None = None
+    telegram: TelegramSender | None = None
     schedule: Scheduler | None = None
-    metrics: Metrics | None = None
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     @classmethod
     def build(
         cls,
         connection: Redis,
+        settings: DeliverySettings,
+        metrics: Metrics,
         *,
-        settings: DeliverySettings | None = None,
         bot: Bot | None = None,
         http: httpx.AsyncClient | None = None,
         queue: Queue | None = None,
         schedule: Scheduler | None = None,
+        lease: str | None = None,
     ) -> DeliveryContext:
-        """Wire the stores and senders around the given clients (tests pass their own)."""
-        config = settings or DeliverySettings()
-        ledger = Ledger(connection)
+        """Wire the stores and senders around the given clients (tests pass their own);
+        ``lease`` is the worker process's (its claims are taken over if it dies)."""
+        ledger = Ledger(connection, owner=lease)
         limiter = TelegramRateLimiter(
             connection,
             TelegramLimits(
-                global_per_second=config.global_per_second,
-                per_chat_interval=config.per_chat_interval,
-                group_per_minute=config.group_per_minute,
-                group_window=config.group_window,
-                margin=config.limit_margin,
+                global_per_second=settings.global_per_second,
+                per_chat_interval=settings.per_chat_interval,
+                group_per_minute=settings.group_per_minute,
+                group_window=settings.group_window,
+                margin=settings.limit_margin,
             ),
         )
         client = http or httpx.AsyncClient(
-            timeout=config.webhook_timeout, follow_redirects=False, trust_env=False
+            timeout=settings.webhook_timeout, follow_redirects=False, trust_env=False
         )
-        return cls(
-            redis=connection,
-            queue=queue or deliveries_queue(connection),
-            settings=config,
-            ledger=ledger,
-            journal=Journal(connection, config.lease_seconds),
-            limiter=limiter,
-            digests=DigestStore(connection, config.lease_seconds),
-            telegram=TelegramSender(
+        telegram = None
+        if bot is not None:
+            from workers.delivery.telegram import TelegramSender
+
+            telegram = TelegramSender(
                 bot,
                 ledger,
                 limiter,
-                claim_ttl=config.lease_seconds,
-                max_inline_wait=config.max_inline_wait,
-            ),
+                metrics,
+                claim_ttl=settings.lease_seconds,
+                max_inline_wait=settings.max_inline_wait,
+            )
+        return cls(
+            redis=connection,
+            queue=queue or deliveries_queue(connection),
+            settings=settings,
+            metrics=metrics,
+            ledger=ledger,
+            limiter=limiter,
+            digests=DigestStore(connection, settings.lease_seconds),
             webhooks=WebhookSender(
                 client,
                 ledger,
-                timeout=config.webhook_timeout,
-                claim_ttl=config.lease_seconds,
-                allow_private=config.allow_private_targets,
-                allow_loopback=config.allow_loopback_targets,
-                log_max=config.webhook_log_max,
+                timeout=settings.webhook_timeout,
+                claim_ttl=settings.lease_seconds,
+                allow_private=settings.allow_private_targets,
+                allow_loopback=settings.allow_loopback_targets,
+                log_max=settings.webhook_log_max,
             ),
             http=client,
-            bot=bot,
+            telegram=telegram,
             schedule=schedule,
         )
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, connection: Redis,
-        delivery: DeliverySettings | None = None,
-    ) -> DeliveryContext:  # fmt: skip
+        cls, settings: Settings, connection: Redis, metrics: Metrics, lease: str | None = None
+    ) -> DeliveryContext:
         """The context of a worker process: a Bot when a token is configured, an HTTP client."""
-        config = delivery or DeliverySettings()
         bot = None
         if settings.telegram_token is not None:
+            from service.telegram import make_bot
+
             bot = make_bot(settings.telegram_token.get_secret_value(), settings.telegram_api_url,
-                           timeout=config.telegram_timeout)  # fmt: skip
-        return cls.build(connection, settings=config, bot=bot)
+                           timeout=settings.delivery.telegram_timeout)  # fmt: skip
+        return cls.build(connection, settings.delivery, metrics, bot=bot, lease=lease)
+
+    def policy(self, target: object) -> RetryPolicy:
+        """The retry policy of a target kind (Telegram's short one, or the webhooks' hours)."""
+        if isinstance(target, TelegramTarget):
+            return RetryPolicy(self.settings.telegram_schedule, TELEGRAM_RETRY_JITTER)
+        return RetryPolicy(self.settings.webhook_schedule, self.settings.webhook_jitter)
 
     def enqueue(self, job: DeliveryJob, delay: float = 0.0) -> None:
-        """Put a delivery (a retry, a redelivery) back on the queue, now or after ``delay``."""
+        """Put a delivery (a retry, a re-check) back on the queue, now or after ``delay``."""
         if self.schedule is not None:
-            self.schedule(job, delay)
+            self.schedule(DELIVER, job.to_dict(), job.description, delay)
         else:
             enqueue_job(self.queue, job, delay)
+
+    def enqueue_call(
+        self, function: str, payload: dict[str, Any], description: str, delay: float = 0.0
+    ) -> None:
+        """Put another delivery-side job (a digest flush, a recovered job) on the queue."""
+        if self.schedule is not None:
+            self.schedule(function, payload, description, delay)
+        else:
+            enqueue(self.queue, function, payload, description, delay)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the context's own loop (jobs are synchronous functions)."""
@@ -143,22 +161,11 @@ class DeliveryContext:
 
     async def aclose(self) -> None:
         await self.http.aclose()
-        if self.bot is not None:
-            await self.bot.session.close()
+        if self.telegram is not None:
+            await self.telegram.bot.session.close()
 
     def close(self) -> None:
-        """Close the clients (and the loop ``run`` made, if any)."""
+        """Close the clients on the loop ``run`` made (none was made: they never connected)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.run_until_complete(self.aclose())
             self._loop.close()
-
-
-def set_context(context: DeliveryContext | None) -> None:
-    global _current  # noqa: PLW0603 - the one slot RQ leaves us to pass a context to jobs
-    _current = context
-
-
-def get_context() -> DeliveryContext:
-    if _current is None:
-        raise RuntimeError("no delivery context installed: call set_context() at worker start")
-    return _current

@@ -14,37 +14,22 @@ import asyncio
 import ipaddress
 import json
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-import redis
 import structlog
 
 from service import constants
+from service.core.delivery import DeliveryJob, DeliveryStatus, Outcome, WebhookTarget, redact_url
 from service.core.render import webhook_payload
+from service.core.retry import parse_retry_after
 from service.core.signing import signature_header
-from service.deliveries import DeliveryJob, WebhookTarget, redact_url
-from workers.delivery import outcome as oc
-from workers.delivery.ledger import Ledger
-from workers.delivery.outcome import Outcome
+from service.store.deliveries import Ledger
+from workers.delivery.once import send_once
 
 log = structlog.get_logger(__name__)
 
-LOG_PREFIX = constants.DELIVERY_KEY_PREFIX + "log:"
 USER_AGENT = "tgwatch-webhooks/1"
-
-
-def delivery_log_key(endpoint_id: str) -> str:
-    return LOG_PREFIX + endpoint_id
-
-
-def delivery_log(
-    connection: redis.Redis, target: WebhookTarget, limit: int = 100
-) -> list[dict[str, Any]]:
-    """The endpoint's latest attempts, newest first."""
-    raw = connection.lrange(delivery_log_key(target.endpoint_id), 0, limit - 1)
-    return [json.loads(item) for item in raw]
 
 
 def address_refusal(address: str, *, allow_private: bool, allow_loopback: bool) -> str | None:
@@ -85,22 +70,10 @@ class WebhookSender:
         target = job.target
         if not isinstance(target, WebhookTarget):
             raise TypeError("WebhookSender sends to webhook targets only")
-        if self.ledger.disabled(target.key) is not None:
-            return Outcome(oc.DISABLED, "endpoint disabled")
-        claim = self.ledger.claim(job.key, self.claim_ttl, force=job.force)
-        if claim.state == "sent":
-            return Outcome(oc.ALREADY_SENT)
-        if claim.state == "busy":
-            return Outcome(oc.IN_FLIGHT, "claimed by another worker", retry_in=claim.ttl)
-        outcome = Outcome(oc.RETRY, "attempt did not finish")
-        try:
-            outcome = await self._attempt(job, target)
-        finally:
-            if outcome.status == oc.SENT:
-                self.ledger.mark_sent(job.key)
-            else:
-                self.ledger.release(job.key)
-        return outcome
+        return await send_once(
+            self.ledger, target.key, job.key, lambda: self._attempt(job, target),
+            claim_ttl=self.claim_ttl, force=job.force,
+        )  # fmt: skip
 
     async def _attempt(self, job: DeliveryJob, target: WebhookTarget) -> Outcome:
         started = time.time()
@@ -110,7 +83,7 @@ class WebhookSender:
                 target, job, started, status=None, latency_ms=0, error=f"refused: {refusal}"
             )
             log.warning("webhook_target_refused", url=redact_url(target.url), reason=refusal)
-            return Outcome(oc.DEAD, f"refused: {refusal}")
+            return Outcome(DeliveryStatus.DEAD, f"refused: {refusal}")
         payload = webhook_payload(job.alert, subscription_name=job.subscription_name)
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         timestamp = int(time.time())
@@ -131,7 +104,7 @@ class WebhookSender:
                 follow_redirects=False,
             )  # fmt: skip
             status = response.status_code
-            retry_after = _retry_after(response.headers.get("retry-after"))
+            retry_after = parse_retry_after(response.headers.get("retry-after"), time.time()) or 0.0
         except httpx.TimeoutException:
             error = "timeout"
         except httpx.HTTPError as exc:
@@ -144,12 +117,12 @@ class WebhookSender:
                   "attempt": job.attempt, "status": status, "latency_ms": latency_ms}  # fmt: skip
         if error is None:
             log.info("webhook_delivered", **fields)
-            return Outcome(oc.SENT)
+            return Outcome(DeliveryStatus.SENT)
         log.warning("webhook_attempt_failed", error=error, **fields)
         if status == 410:
             self.ledger.disable_target(target.key, "gone", "endpoint answered 410 Gone")
-            return Outcome(oc.DISABLED, "410 Gone")
-        return Outcome(oc.RETRY, error, retry_in=retry_after)
+            return Outcome(DeliveryStatus.DISABLED, "410 Gone")
+        return Outcome(DeliveryStatus.RETRY, error, retry_in=retry_after)
 
     async def _check_target(self, url: str) -> str | None:
         """Why the URL's host may not be reached, or None. Checks every resolved address."""
@@ -184,11 +157,7 @@ class WebhookSender:
             "latency_ms": latency_ms,
             "error": error,
         }
-        key = delivery_log_key(target.endpoint_id)
-        with self.ledger.redis.pipeline() as pipe:
-            pipe.lpush(key, json.dumps(entry))
-            pipe.ltrim(key, 0, self.log_max - 1)
-            pipe.execute()
+        self.ledger.log_attempt(target, entry, self.log_max)
 
     @staticmethod
     def _safe_error(exc: Exception, target: WebhookTarget) -> str:
@@ -198,13 +167,3 @@ class WebhookSender:
             text = text.replace(secret, "***")
         text = text.replace(target.url, redact_url(target.url))
         return text[:300]
-
-
-def _retry_after(value: str | None) -> float:
-    """Seconds from a Retry-After header given in seconds (dates are ignored)."""
-    if value is None:
-        return 0.0
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        return 0.0

@@ -9,9 +9,9 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
+from service.bot.access import BotAccess
 from service.bot.replies import code, esc, join_limited
 from service.bot.routers.common import say
-from service.bot.settings import BotAccess
 from service.store import watchlist
 from service.store.posts import PostStore
 

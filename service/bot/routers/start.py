@@ -9,9 +9,9 @@ from aiogram import Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import Message
 
-from service import constants
 from service.bot.routers.common import say, subscriber_of
-from service.deliveries import TelegramTarget
+from service.core.delivery import TelegramTarget
+from service.store.deliveries import Ledger
 from service.store.subscribers import SubscriberStore
 
 HELP = """<b>tgwatch</b> tells you when a Telegram channel posts what you watch.
@@ -43,9 +43,8 @@ async def start(message: Message, store: SubscriberStore, redis: redis.Redis) ->
     subscriber = subscriber_of(message)
     await asyncio.to_thread(store.ensure_subscriber, subscriber, "telegram", message.chat.id)
     # A chat that blocked the bot was deactivated by delivery; /start means it is back.
-    await asyncio.to_thread(
-        redis.delete, constants.TARGET_DISABLED_PREFIX + TelegramTarget(message.chat.id).key
-    )
+    target = TelegramTarget(message.chat.id)
+    await asyncio.to_thread(Ledger(redis).enable_target, target.key)
     await say(message, "👋 Welcome. Alerts for your watches arrive in this chat.\n\n" + HELP)
 
 

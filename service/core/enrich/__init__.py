@@ -73,10 +73,12 @@ def build_enricher(
 
     ``languages``: ISO 639-1 codes to tell apart (default ru, uk, en, es, fr, de).
     ``taxonomy_path``: a topics YAML file (default: the one shipped in the package).
-    ``model_path``: a model made by ``tgwatch topics train``; with it ``topic_mode`` defaults to
-    ``blend`` (else the taxonomy's ``mode``, normally ``cues``). ``threshold`` overrides the
-    taxonomy's. ``ner`` turns on PER/ORG/LOC recognition for ``ner_languages`` (ru, en): it
-    costs milliseconds per post, so it is off unless asked. Raises ValueError (TaxonomyError is
+    ``model_path``: a model made by ``tgwatch topics train``; without one, the default taxonomy
+    comes with the shipped model (``topic_model.load_default_model``) unless ``topic_mode`` is
+    ``cues``. With a model ``topic_mode`` defaults to ``blend`` (else the taxonomy's ``mode``,
+    normally ``cues``). ``threshold`` overrides the taxonomy's. ``ner`` turns on PER/ORG/LOC
+    recognition for ``ner_languages`` (ru, en): it costs milliseconds per post, so it is off
+    unless asked. Raises ValueError (TaxonomyError is
     one) with a clear message on bad configuration.
     """
     detector = LanguageDetector(tuple(languages) if languages else DEFAULT_LANGUAGES)
@@ -86,6 +88,10 @@ def build_enricher(
         from service.core.enrich.topic_model import TopicModel
 
         model = TopicModel.load(model_path)
+    elif taxonomy_path is None and topic_mode != "cues":
+        from service.core.enrich.topic_model import load_default_model
+
+        model = load_default_model()
     classifier = TopicClassifier(taxonomy, model, topic_mode, threshold)
     recognizer = NamedEntityRecognizer(tuple(ner_languages)) if ner else None
     return Enricher(detector, classifier, WatchedMatcher(watched), recognizer)

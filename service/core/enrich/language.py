@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from service.core.text import normalize_text
+
 # The languages a post is told apart among when the configuration names none.
 DEFAULT_LANGUAGES: tuple[str, ...] = ("ru", "uk", "en", "es", "fr", "de")
 
@@ -31,8 +33,10 @@ def _is_noise(word: str) -> bool:
 
 
 def clean_for_detection(text: str) -> str:
-    """The post's prose only: links, mentions, hashtags, cashtags, emoji and digits removed."""
-    kept = " ".join(word for word in text.split() if not _is_noise(word))
+    """The post's prose only: links, mentions, hashtags, cashtags, emoji and digits removed,
+    in the normalized form tokens are read from (``и`` + U+0306 is ``й``, ``𝐋𝐚𝐯𝐫𝐨𝐯`` is
+    ``Lavrov``)."""
+    kept = " ".join(word for word in normalize_text(text).split() if not _is_noise(word))
     return " ".join(_NON_LETTER_RE.sub(" ", kept).split())
 
 

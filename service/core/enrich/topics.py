@@ -8,7 +8,8 @@ own (multi-label): distinct cues found add their weight, the sum is damped for l
 mapped to (0, 1); topics at or above the threshold are the post's topics, so a post may have
 several or none. A post whose language has cues uses only that language's cues, so a word that
 means something else elsewhere (French ``sec``, English ``SEC``) does not leak across; a post of
-another or unknown language uses every cue.
+another or unknown language uses every cue. A trained model (``topic_model``) can weigh these cue
+scores together with the post's words; ``TopicClassifier`` combines them by mode.
 """
 
 from __future__ import annotations
@@ -254,10 +255,12 @@ class CueScorer:
 class TopicClassifier:
     """Topics of a post from cues, a trained model, or a blend of both, with one threshold.
 
-    ``blend`` takes, per topic, the higher of the cue score and the model's probability: the
-    model adds topics the cues miss (wording the taxonomy does not list) without muting a topic
-    the cues are sure of. A model trained on little data stays cautious (its probabilities are
-    low), so blending it costs little precision.
+    ``blend`` with a model that weighs the cue scores (``cue_inputs``, like the shipped one and
+    every model ``tgwatch topics train`` makes): the model's probability for the topics it
+    learned, the cue score for the taxonomy's other topics. The model learned from labelled posts
+    how far to trust each topic's cues next to the words, which beat taking the higher of the two
+    in cross-validation. With a model trained without cues, ``blend`` takes per topic the higher
+    of the cue score and the model's probability. ``model`` gives the model's topics only.
     """
 
     def __init__(
@@ -291,16 +294,22 @@ class TopicClassifier:
         """Every topic's score for ``text`` in ``lang`` (None: unknown); tokens may be passed."""
         if tokens is None:
             tokens = tokenize(text)
-        if self.mode == "cues" or self.model is None:
-            return self.cues.scores(tokens, lang)
-        predicted = self.model.predict(text)
+        cue_scores = self.cues.scores(tokens, lang)
+        model = self.model
+        if self.mode == "cues" or model is None:
+            return cue_scores
+        predicted = model.predict(text, tokens, cue_scores if model.cue_inputs else None)
         if self.mode == "model":
             return predicted
-        cue_scores = self.cues.scores(tokens, lang)
-        blended: dict[str, float] = {}
-        for topic_id in self.topic_ids:
-            blended[topic_id] = max(cue_scores.get(topic_id, 0.0), predicted.get(topic_id, 0.0))
-        return blended
+        if model.cue_inputs:
+            return {
+                topic_id: predicted.get(topic_id, cue_scores.get(topic_id, 0.0))
+                for topic_id in self.topic_ids
+            }
+        return {
+            topic_id: max(cue_scores.get(topic_id, 0.0), predicted.get(topic_id, 0.0))
+            for topic_id in self.topic_ids
+        }
 
     def classify(
         self, text: str, lang: str | None = None, tokens: Sequence[Token] | None = None

@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from service.core.formats.result import FormatError, ParseResult, Rejected
+from service.core.formats import content
+from service.core.formats.albums import merge_albums
+from service.core.formats.content import Content, is_int
+from service.core.formats.result import FormatError, ParseResult, Rejected, failure_reason
 from service.core.post import Entity, ForwardOrigin, Post, bare_channel_id, utf16_to_index
+
+__all__ = [  # merge_albums lives in albums; sources import it from here with the parsers
+    "MEDIA_FIELDS",
+    "POST_KINDS",
+    "bare_id",
+    "classify_update",
+    "merge_albums",
+    "parse_update",
+    "parse_update_lines",
+    "parse_updates",
+]
 
 POST_KINDS = ("channel_post", "edited_channel_post")
 
-# Message fields that carry media, in the order checked, with the kind a post records.
-# ``animation`` comes before ``document`` because the server sends both for a GIF.
+# Message fields that carry content, in the order checked, with the kind a post records. A
+# message with none of them and no text or caption is a service message (a pin, a giveaway
+# notice, a boost, a gift, a title change, ...), whatever new kind Telegram invents next: those
+# are recognised by that shape, so this list only has to know content, never service kinds.
+# ``animation`` comes before ``document`` (a GIF carries both), ``venue`` before ``location``.
 MEDIA_FIELDS = (
+    ("paid_media", "paid_media"),
     ("photo", "photo"),
     ("video", "video"),
     ("animation", "animation"),
@@ -24,18 +43,25 @@ MEDIA_FIELDS = (
     ("sticker", "sticker"),
     ("document", "document"),
     ("poll", "poll"),
+    ("checklist", "checklist"),
+    ("giveaway", "giveaway"),
+    ("giveaway_winners", "giveaway_winners"),
+    ("invoice", "invoice"),
     ("venue", "venue"),
     ("location", "location"),
     ("contact", "contact"),
     ("dice", "dice"),
     ("game", "game"),
     ("story", "story"),
-    ("paid_media", "paid_media"),
 )
+
+# Raw lone surrogates in a line can only come from bytes that were not UTF-8 (JSON escapes such
+# as "\ud800" are still six ASCII characters at that point).
+_UNDECODABLE_RE = re.compile("[\ud800-\udfff]")
 
 
 def _int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise FormatError(f"{what} is not an integer: {value!r:.60}")
     return value
 
@@ -43,9 +69,9 @@ def _int(value: object, what: str) -> int:
 def _timestamp(value: object, what: str) -> datetime:
     seconds = _int(value, what)
     try:
-        return datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError) as exc:
-        raise FormatError(f"{what} is not a valid Unix time: {seconds}") from exc
+        return content.unix_time(seconds, what)
+    except FormatError as exc:
+        raise FormatError(f"{what} is not a valid Unix time: {str(seconds)[:30]}") from exc
 
 
 def _dict(value: object, what: str) -> dict[str, Any]:
@@ -58,6 +84,10 @@ def _optional_str(value: object, what: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
     raise FormatError(f"{what} is not a string")
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def bare_id(chat_id: int) -> str:
@@ -83,10 +113,21 @@ def _entities(text: str, raw: object, what: str) -> tuple[Entity, ...]:
         url = _optional_str(entity.get("url"), f"{what}[{position}].url")
         if type_ == "text_mention" and isinstance(entity.get("user"), dict):
             user_id = entity["user"].get("id")
-            if isinstance(user_id, int) and not isinstance(user_id, bool):
+            if is_int(user_id):
                 url = f"tg://user?id={user_id}"
+        emoji_id = entity.get("custom_emoji_id") if type_ == "custom_emoji" else None
         try:
-            entities.append(Entity.from_utf16(text, table, type_, offset, length, url=url))
+            entities.append(
+                Entity.from_utf16(
+                    text,
+                    table,
+                    type_,
+                    offset,
+                    length,
+                    url=url,
+                    custom_emoji_id=str(emoji_id) if isinstance(emoji_id, str | int) else None,
+                )
+            )
         except ValueError as exc:
             raise FormatError(f"{what}[{position}]: {exc}") from exc
     return tuple(entities)
@@ -94,13 +135,11 @@ def _entities(text: str, raw: object, what: str) -> tuple[Entity, ...]:
 
 def _chat_name(chat: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
     """(title, username, id) of a Chat object, each None when absent or mistyped."""
-    title = chat.get("title")
-    username = chat.get("username")
     chat_id = chat.get("id")
     return (
-        title if isinstance(title, str) else None,
-        username if isinstance(username, str) else None,
-        chat_id if isinstance(chat_id, int) and not isinstance(chat_id, bool) else None,
+        _str_or_none(chat.get("title")),
+        _str_or_none(chat.get("username")),
+        chat_id if is_int(chat_id) else None,
     )
 
 
@@ -116,8 +155,7 @@ def _forward(message: dict[str, Any]) -> ForwardOrigin | None:
     if isinstance(origin, dict):
         kind = origin.get("type")
         message_id = origin.get("message_id")
-        if not isinstance(message_id, int) or isinstance(message_id, bool):
-            message_id = None
+        message_id = message_id if is_int(message_id) else None
         if kind == "channel" and isinstance(origin.get("chat"), dict):
             title, username, chat_id = _chat_name(origin["chat"])
             return ForwardOrigin(title, username, chat_id, message_id)
@@ -126,24 +164,19 @@ def _forward(message: dict[str, Any]) -> ForwardOrigin | None:
             return ForwardOrigin(title, username, chat_id, None)
         if kind == "user" and isinstance(origin.get("sender_user"), dict):
             user = origin["sender_user"]
-            username = user.get("username")
             return ForwardOrigin(
-                title=_user_name(user), username=username if isinstance(username, str) else None
+                title=_user_name(user), username=_str_or_none(user.get("username"))
             )
         if kind == "hidden_user":
-            name = origin.get("sender_user_name")
-            return ForwardOrigin(title=name if isinstance(name, str) else None)
+            return ForwardOrigin(title=_str_or_none(origin.get("sender_user_name")))
         return ForwardOrigin()
     legacy = message.get("forward_from_chat")
     if isinstance(legacy, dict):
         title, username, chat_id = _chat_name(legacy)
         message_id = message.get("forward_from_message_id")
-        if not isinstance(message_id, int) or isinstance(message_id, bool):
-            message_id = None
-        return ForwardOrigin(title, username, chat_id, message_id)
+        return ForwardOrigin(title, username, chat_id, message_id if is_int(message_id) else None)
     if "forward_from" in message or "forward_sender_name" in message:
-        name = message.get("forward_sender_name")
-        return ForwardOrigin(title=name if isinstance(name, str) else None)
+        return ForwardOrigin(title=_str_or_none(message.get("forward_sender_name")))
     return None
 
 
@@ -154,31 +187,77 @@ def _media(message: dict[str, Any]) -> str | None:
     return None
 
 
+def _text_field(holder: dict[str, Any], key: str, entities_key: str, what: str) -> tuple[str, Any]:
+    """A text and its raw entities from an object (a poll, an option, a checklist task)."""
+    text = _optional_str(holder.get(key), f"{what}.{key}") or ""
+    return text, holder.get(entities_key)
+
+
+def _media_text(message: dict[str, Any], media: str | None, found: Content) -> None:
+    """Add what the message's media shows in words: poll, sticker, giveaway, checklist."""
+    if media == "poll":
+        poll = _dict(message["poll"], "poll")
+        question, raw = _text_field(poll, "question", "question_entities", "poll")
+        found.add("question", question, _entities(question, raw, "poll.question_entities"))
+        options = poll.get("options") or []
+        if not isinstance(options, list):
+            raise FormatError("poll.options is not a list")
+        for position, item in enumerate(options):
+            option = _dict(item, f"poll.options[{position}]")
+            text, raw = _text_field(option, "text", "text_entities", f"poll.options[{position}]")
+            found.add("option", text, _entities(text, raw, f"poll.options[{position}]"))
+    elif media == "sticker":
+        sticker = _dict(message["sticker"], "sticker")
+        found.add("emoji", _optional_str(sticker.get("emoji"), "sticker.emoji") or "")
+    elif media in ("giveaway", "giveaway_winners"):
+        giveaway = _dict(message[media], media)
+        prize = _optional_str(giveaway.get("prize_description"), f"{media}.prize_description")
+        found.add("prize", prize or "")
+    elif media == "checklist":
+        checklist = _dict(message["checklist"], "checklist")
+        title, raw = _text_field(checklist, "title", "title_entities", "checklist")
+        found.add("title", title, _entities(title, raw, "checklist.title_entities"))
+        tasks = checklist.get("tasks") or []
+        if not isinstance(tasks, list):
+            raise FormatError("checklist.tasks is not a list")
+        for position, item in enumerate(tasks):
+            task = _dict(item, f"checklist.tasks[{position}]")
+            text, raw = _text_field(task, "text", "text_entities", f"checklist.tasks[{position}]")
+            found.add("item", text, _entities(text, raw, f"checklist.tasks[{position}]"))
+
+
 def parse_update(update: dict[str, Any], *, source: str = "botapi") -> Post | None:
-    """One Update as a post; None if it is not a channel post; FormatError if it is malformed."""
+    """One Update as a post; None if it is not a channel post or is a service message;
+    FormatError (only) if it is malformed."""
+    outcome = classify_update(update, source=source)
+    return outcome if isinstance(outcome, Post) else None
+
+
+def classify_update(update: object, *, source: str = "botapi") -> Post | str:
+    """One Update as a post, or why it is skipped (a ``SKIP_REASONS`` entry); FormatError (only)
+    if it is malformed: whatever else the data makes go wrong is turned into one."""
     try:
         return _parse_update(update, source)
-    except FormatError:
-        raise
-    except ValueError as exc:
-        # What the checks do not foresee but the data can hold: a lone surrogate escape in the
-        # text (unhashable as UTF-8), an integer past Python's digit limit.
-        raise FormatError(f"malformed update: {exc}") from exc
+    except Exception as exc:  # the item boundary: nothing but FormatError leaves a parser
+        if isinstance(exc, FormatError):
+            raise
+        raise FormatError(f"malformed update: {failure_reason(exc)}") from exc
 
 
-def _parse_update(update: dict[str, Any], source: str) -> Post | None:
+def _parse_update(update: object, source: str) -> Post | str:
     update = _dict(update, "update")
     kind = next((name for name in POST_KINDS if name in update), None)
     if kind is None:
-        return None
+        return "not_channel_post"
     update_id = update.get("update_id")
-    update_id = None if update_id is None else _int(update_id, "update_id")
+    if update_id is not None and not (is_int(update_id) and 0 <= update_id < content.MAX_CHAT_ID):
+        raise FormatError(f"update_id is not a valid update id: {str(update_id)[:30]}")
     message = _dict(update[kind], kind)
-    message_id = _int(message.get("message_id"), "message_id")
+    message_id = content.message_id(message.get("message_id"), "message_id")
     if "chat" not in message:
         raise FormatError(f"{kind} {message_id} has no chat")
     chat = _dict(message["chat"], "chat")
-    chat_id = _int(chat.get("id"), "chat.id")
+    chat_id = content.chat_id(chat.get("id"), "chat.id")
     username = _optional_str(chat.get("username"), "chat.username")
     title = _optional_str(chat.get("title"), "chat.title")
     if "date" not in message:
@@ -188,12 +267,18 @@ def _parse_update(update: dict[str, Any], source: str) -> Post | None:
     if message.get("edit_date") is not None:
         edit_date = _timestamp(message["edit_date"], "edit_date")
 
+    found = Content()
     if message.get("text") is not None:
-        text_field, entities_field = "text", "entities"
-    else:
-        text_field, entities_field = "caption", "caption_entities"
-    text = _optional_str(message.get(text_field), text_field) or ""
-    entities = _entities(text, message.get(entities_field), entities_field)
+        text = _optional_str(message["text"], "text") or ""
+        found.add("text", text, _entities(text, message.get("entities"), "entities"))
+    elif message.get("caption") is not None:
+        text = _optional_str(message["caption"], "caption") or ""
+        found.add("caption", text, _entities(text, message.get("caption_entities"), "entities"))
+    media = _media(message)
+    _media_text(message, media, found)
+    if not found and media is None:
+        return "service"
+    text, entities, parts = found.build()
 
     album_id = message.get("media_group_id")
     if album_id is not None and not isinstance(album_id, str | int):
@@ -201,7 +286,7 @@ def _parse_update(update: dict[str, Any], source: str) -> Post | None:
     reply = message.get("reply_to_message")
     reply_to = None
     if isinstance(reply, dict) and reply.get("message_id") is not None:
-        reply_to = _int(reply["message_id"], "reply_to_message.message_id")
+        reply_to = content.message_id(reply["message_id"], "reply_to_message.message_id")
 
     return Post(
         channel=username or f"c/{bare_id(chat_id)}",
@@ -214,11 +299,13 @@ def _parse_update(update: dict[str, Any], source: str) -> Post | None:
         edited=kind == "edited_channel_post" or edit_date is not None,
         entities=entities,
         forward=_forward(message),
-        media=_media(message),
+        media=media,
         album_id=None if album_id is None else str(album_id),
         reply_to=reply_to,
         source=source,
         update_id=update_id,
+        author=_optional_str(message.get("author_signature"), "author_signature"),
+        parts=parts,
     )
 
 
@@ -231,12 +318,14 @@ def _parse_items(
         try:
             if not isinstance(item, dict):
                 raise FormatError(f"update is a {type(item).__name__}, not an object")
-            post = parse_update(item, source=source)
+            outcome = classify_update(item, source=source)
         except FormatError as exc:
             result.rejected.append(Rejected.of(source_name, index, str(exc), item))
             continue
-        if post is not None:
-            result.posts.append(post)
+        if isinstance(outcome, Post):
+            result.posts.append(outcome)
+        else:
+            result.skip(outcome)
     if group_albums:
         result.posts = merge_albums(result.posts)
     return result
@@ -256,7 +345,7 @@ def parse_updates(
     if isinstance(data, dict) and "ok" in data and "update_id" not in data:
         if data.get("ok") is not True:
             description = data.get("description", "no description")
-            raise FormatError(f"getUpdates response is not ok: {description}")
+            raise FormatError(f"getUpdates response is not ok: {str(description)[:200]}")
         data = data.get("result")
         if not isinstance(data, list):
             raise FormatError("getUpdates result is not a list")
@@ -276,16 +365,27 @@ def parse_update_lines(
     source: str = "botapi",
     group_albums: bool = True,
 ) -> ParseResult:
-    """Updates stored one JSON object per line; a bad line is rejected under its line number."""
+    """Updates stored one JSON object per line; a bad line is rejected under its line number.
+
+    A line that was not valid UTF-8 (decoded with surrogate escapes by the caller) is one bad
+    line: it is set aside, never the file.
+    """
     items: list[tuple[int, object]] = []
     bad_lines: list[Rejected] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if (undecodable := _UNDECODABLE_RE.search(line)) is not None:
+            reason = f"not valid UTF-8 (bad byte at column {undecodable.start() + 1})"
+            bad_lines.append(Rejected.of(source_name, number, reason, line))
+            continue
         try:
             items.append((number, json.loads(line)))
         except (ValueError, RecursionError) as exc:
-            bad_lines.append(Rejected.of(source_name, number, f"invalid JSON: {exc}", line))
+            reason = "invalid JSON: nested too deeply" if isinstance(exc, RecursionError) else ""
+            bad_lines.append(
+                Rejected.of(source_name, number, reason or f"invalid JSON: {exc}", line)
+            )
     if not items and bad_lines:
         raise FormatError(f"not JSON lines: no line is valid JSON ({bad_lines[0].reason})")
     result = _parse_items(items, source_name, source, group_albums)
@@ -294,57 +394,3 @@ def parse_update_lines(
         [*result.rejected, *bad_lines], key=lambda rejected: int(rejected.index)
     )
     return result
-
-
-def merge_albums(posts: list[Post]) -> list[Post]:
-    """Merge album items (posts sharing ``album_id`` in one channel) into one post per album.
-
-    The album post takes the smallest message id and earliest date, lists every item id in
-    ``album_items`` and takes text and entities from the item with a caption (the first item
-    otherwise). It sits where the album's first item was. An item seen again later (an edited
-    caption) yields a new version of the whole album at that place, so edits are not lost.
-    """
-    groups: dict[tuple[str, str], list[int]] = {}
-    for position, post in enumerate(posts):
-        if post.album_id is not None:
-            groups.setdefault((post.channel_key, post.album_id), []).append(position)
-    if not groups:
-        return list(posts)
-    emit: dict[int, Post] = {}
-    absorbed: set[int] = set()
-    for positions in groups.values():
-        items = [posts[position] for position in positions]
-        ids = tuple(sorted({item.message_id for item in items}))
-        first_date = min(item.date for item in items)
-        state: dict[int, Post] = {}
-        for item in items:
-            state.setdefault(item.message_id, item)
-        emit[positions[0]] = _album_post(list(state.values()), items[0], ids, first_date)
-        seen: set[int] = set()
-        for position, item in zip(positions, items, strict=True):
-            absorbed.add(position)
-            if item.message_id in seen:
-                state[item.message_id] = item
-                emit[position] = _album_post(list(state.values()), item, ids, first_date)
-            seen.add(item.message_id)
-    merged: list[Post] = []
-    for position, post in enumerate(posts):
-        if position in emit:
-            merged.append(emit[position])
-        elif position not in absorbed:
-            merged.append(post)
-    return merged
-
-
-def _album_post(current: list[Post], latest: Post, ids: tuple[int, ...], date: datetime) -> Post:
-    """One album version from the newest known version of each item."""
-    captioned = [item for item in current if item.text]
-    base = latest if latest.text else (captioned[0] if captioned else current[0])
-    return base.with_changes(
-        message_id=ids[0],
-        album_items=ids,
-        date=date,
-        edited=any(item.edited for item in current),
-        edit_date=max((item.edit_date for item in current if item.edit_date), default=None),
-        update_id=latest.update_id,
-    )

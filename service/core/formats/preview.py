@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from urllib.parse import unquote
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-from service.core.formats.result import FormatError, Rejected
-from service.core.post import CHANNEL_ID_BASE, Entity, ForwardOrigin, Post
-
-# Inline formatting tags of message text and the entity type each one stands for.
-FORMAT_TAGS = {
-    "b": "bold",
-    "strong": "bold",
-    "i": "italic",
-    "em": "italic",
-    "u": "underline",
-    "ins": "underline",
-    "s": "strikethrough",
-    "strike": "strikethrough",
-    "del": "strikethrough",
-    "code": "code",
-    "pre": "pre",
-    "tg-spoiler": "spoiler",
-}
+from service.core.formats import content
+from service.core.formats.content import Content, is_int
+from service.core.formats.markup import rich_text
+from service.core.formats.result import FormatError, Rejected, failure_reason
+from service.core.post import CHANNEL_ID_BASE, ForwardOrigin, Post
 
 # Media markers inside a message block, in the order checked, with the kind a post records.
 MEDIA_SELECTORS = (
@@ -42,9 +27,14 @@ MEDIA_SELECTORS = (
     (".tgme_widget_message_poll", "poll"),
     (".tgme_widget_message_sticker_wrap", "sticker"),
     (".tgme_widget_message_sticker", "sticker"),
+    (".tgme_widget_message_tgsticker", "sticker"),
+    (".tgme_widget_message_videosticker", "sticker"),
     (".tgme_widget_message_location_wrap", "location"),
+    (".tgme_widget_message_contact", "contact"),
     (".tgme_widget_message_document", "document"),
 )
+# The label a block shows when the page cannot show its content at all.
+NOT_SUPPORTED = ".message_media_not_supported"
 
 # Any of these marks a t.me/s page; a page with none of them is not a preview page at all.
 PAGE_MARKERS = (
@@ -55,15 +45,20 @@ PAGE_MARKERS = (
 )
 
 VIEW_MULTIPLIERS = {"": 1, "K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
+# ``data-view`` is a short base64 JSON object; anything longer is not one (and is not decoded).
+DATA_VIEW_MAX = 512
 
-_DATA_POST_RE = re.compile(r"^([A-Za-z0-9_]+)/(\d+)$")
-_TME_RE = re.compile(r"^https?://t\.me/(?:s/)?([A-Za-z0-9_]+)(?:/(\d+))?/?(?:[?#].*)?$")
-_SCHEME_RE = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
-_TRAILING_ID_RE = re.compile(r"/(\d+)/?(?:[?#].*)?$")
-_SINGLE_RE = re.compile(r"/(\d+)\?single")
+_DATA_POST_RE = re.compile(r"^([A-Za-z0-9_]{1,64})/(\d{1,12})$")
+_TME_RE = re.compile(r"^https?://t\.me/(?:s/)?([A-Za-z0-9_]{1,64})(?:/(\d{1,12}))?/?(?:[?#].*)?$")
+# A channel without a username is linked as t.me/c/<bare id>/<message id>.
+_TME_PRIVATE_RE = re.compile(r"^https?://t\.me/c/(\d{1,16})(?:/(\d{1,12}))?/?(?:[?#].*)?$")
+_TRAILING_ID_RE = re.compile(r"/(\d{1,12})/?(?:[?#].*)?$")
+_SINGLE_RE = re.compile(r"/(\d{1,12})\?single")
 # Message ids fit in 18 digits; a longer number is not a cursor (and int() would refuse it).
 _CURSOR_RE = re.compile(r"[?&](before|after)=(\d{1,18})(?!\d)")
-_VIEWS_RE = re.compile(r"([\d.,]+)\s*([KMB]?)", re.IGNORECASE)
+_VIEWS_RE = re.compile(r"([\d.,]{1,20})\s*([KMB]?)", re.IGNORECASE)
+# Lone surrogates (undecodable bytes of a saved page) cannot reach the HTML parser.
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -81,7 +76,7 @@ class PreviewPage:
 
     ``before`` is the ``?before=`` value of the older page (None at the start of history),
     ``after`` the ``?after=`` value of the newer page (None on the newest page), ``read`` the
-    number of message blocks looked at.
+    number of message blocks looked at, ``skipped`` those left out on purpose, by reason.
     """
 
     channel: PreviewChannel
@@ -91,134 +86,11 @@ class PreviewPage:
     no_messages: bool = False
     after: int | None = None
     read: int = 0
-
-
-@dataclass
-class _Text:
-    """Text being assembled from markup, with the entities found so far."""
-
-    parts: list[str] = field(default_factory=list)
-    length: int = 0
-    entities: list[Entity] = field(default_factory=list)
-
-    def add(self, piece: str) -> None:
-        self.parts.append(piece)
-        self.length += len(piece)
-
-    def mark(self, type_: str, start: int, url: str | None = None) -> None:
-        if self.length > start:
-            text = "".join(self.parts)[start:]
-            self.entities.append(Entity(type_, start, self.length - start, text, url))
+    skipped: dict[str, int] = field(default_factory=dict)
 
 
 def _classes(node: LexborNode) -> set[str]:
     return set((node.attributes.get("class") or "").split())
-
-
-def _children(node: LexborNode) -> list[LexborNode]:
-    children = []
-    child = node.child
-    while child is not None:
-        children.append(child)
-        child = child.next
-    return children
-
-
-def _walk(root: LexborNode, out: _Text) -> None:
-    """Append the text under ``root`` to ``out``, marking entities as their elements close.
-
-    Iterative, with an explicit stack, so absurdly nested markup cannot exhaust recursion.
-    """
-    stack: list[tuple[LexborNode, int | None]] = [(c, None) for c in reversed(_children(root))]
-    while stack:
-        node, opened_at = stack.pop()
-        if opened_at is not None:
-            _close(node, opened_at, out)
-            continue
-        tag = node.tag or ""
-        if node.is_text_node:
-            out.add(node.text_content or "")
-        elif tag == "br":
-            out.add("\n")
-        elif tag.startswith("-") or tag in ("script", "style"):
-            continue
-        elif tag == "i" and "emoji" in _classes(node):
-            # Every emoji is <i class="emoji"><b>🇷🇺</b></i>: keep the character, not a bold span.
-            out.add(node.text(deep=True))
-        else:
-            stack.append((node, out.length))
-            stack.extend((child, None) for child in reversed(_children(node)))
-
-
-def _close(node: LexborNode, start: int, out: _Text) -> None:
-    """Record the entity an element stands for, now that its text is in ``out``."""
-    tag = node.tag or ""
-    if tag == "a":
-        type_, url = _link_entity(node, "".join(out.parts)[start:])
-        out.mark(type_, start, url)
-        return
-    type_name = FORMAT_TAGS.get(tag)
-    if tag == "blockquote":
-        type_name = "expandable_blockquote" if "expandable" in node.attributes else "blockquote"
-    elif tag == "tg-emoji":
-        type_name = "custom_emoji"
-    elif tag == "span" and "tg-spoiler" in _classes(node):
-        type_name = "spoiler"
-    if type_name is not None:
-        out.mark(type_name, start, None)
-
-
-def _strip_scheme(url: str) -> str:
-    bare = _SCHEME_RE.sub("", url.strip())
-    return bare.removeprefix("www.").rstrip("/").casefold()
-
-
-def _link_entity(node: LexborNode, text: str) -> tuple[str, str | None]:
-    """The entity an <a> in message text stands for: (type, url for text links)."""
-    href = (node.attributes.get("href") or "").replace("&amp;", "&")
-    if "onclick" in node.attributes:
-        # Hidden links (text_link) ask "Open this link?" before following.
-        return "text_link", href
-    if href.startswith("?q="):
-        query = unquote(href[3:])
-        if query.startswith("#") and text.startswith("#"):
-            return "hashtag", None
-        if query.startswith("$") and text.startswith("$"):
-            return "cashtag", None
-    match = _TME_RE.match(href)
-    if match and text.startswith("@") and match.group(1).casefold() == text[1:].casefold():
-        return "mention", None
-    if href.startswith("mailto:") and href[7:].casefold() == text.casefold():
-        return "email", None
-    if href.startswith("tel:"):
-        return "phone_number", None
-    if text and _strip_scheme(text) == _strip_scheme(href):
-        return "url", None
-    return "text_link", href
-
-
-def _trimmed(text: str, entities: list[Entity]) -> tuple[str, tuple[Entity, ...]]:
-    """Strip surrounding whitespace (markup indentation), moving entities with the text."""
-    start = len(text) - len(text.lstrip())
-    end = len(text.rstrip())
-    if start == 0 and end == len(text):
-        kept = entities
-    else:
-        text = text[start:end]
-        kept = []
-        for entity in entities:
-            left = max(entity.offset - start, 0)
-            right = min(entity.end - start, len(text))
-            if right > left:
-                kept.append(Entity(entity.type, left, right - left, text[left:right], entity.url))
-    return text, tuple(sorted(kept, key=lambda entity: (entity.offset, -entity.length)))
-
-
-def rich_text(node: LexborNode) -> tuple[str, tuple[Entity, ...]]:
-    """Text and entities of a message-text element: emoji kept, <br> as newlines."""
-    out = _Text()
-    _walk(node, out)
-    return _trimmed("".join(out.parts), out.entities)
 
 
 def parse_views(value: str) -> int | None:
@@ -230,20 +102,23 @@ def parse_views(value: str) -> int | None:
         number = Decimal(match.group(1).replace(",", ""))
     except InvalidOperation:
         return None
-    return int(number * VIEW_MULTIPLIERS[match.group(2).upper()])
+    return content.views(int(number * VIEW_MULTIPLIERS[match.group(2).upper()]))
 
 
 def _channel_id(data_view: str | None) -> int | None:
-    """The Bot API chat id from ``data-view``, base64 JSON whose ``c`` is ``-<bare id>``."""
-    if not data_view:
+    """The Bot API chat id from ``data-view``, base64 JSON whose ``c`` is ``-<bare id>``.
+
+    Anything that is not such a small object (malformed, nested, out of range) gives None.
+    """
+    if not data_view or len(data_view) > DATA_VIEW_MAX:
         return None
     try:
         decoded = json.loads(base64.b64decode(data_view + "=" * (-len(data_view) % 4)))
-    except (ValueError, binascii.Error):
+        bare = decoded.get("c") if isinstance(decoded, dict) else None
+        if is_int(bare) and 0 < abs(bare) < CHANNEL_ID_BASE:
+            return -(CHANNEL_ID_BASE + abs(bare))
+    except (ValueError, RecursionError):  # binascii.Error and JSON errors are ValueErrors
         return None
-    bare = decoded.get("c") if isinstance(decoded, dict) else None
-    if isinstance(bare, int) and not isinstance(bare, bool) and bare != 0:
-        return -(CHANNEL_ID_BASE + abs(bare))
     return None
 
 
@@ -256,16 +131,29 @@ def _forward(block: LexborNode) -> ForwardOrigin | None:
         label = box.text(deep=True).replace("\xa0", " ").removeprefix("Forwarded from").strip()
         return ForwardOrigin(title=label or None)
     title = rich_text(name)[0] or None
-    match = _TME_RE.match(name.attributes.get("href") or "")
+    href = name.attributes.get("href") or ""
+    if (private := _TME_PRIVATE_RE.match(href)) is not None:
+        bare = int(private.group(1))
+        message_id = private.group(2)
+        return ForwardOrigin(
+            title=title,
+            channel_id=-(CHANNEL_ID_BASE + bare) if 0 < bare < CHANNEL_ID_BASE else None,
+            message_id=content.message_id(int(message_id), "forward") if message_id else None,
+        )
+    match = _TME_RE.match(href)
     if match is None:
         return ForwardOrigin(title=title)
-    message_id = int(match.group(2)) if match.group(2) else None
-    return ForwardOrigin(title=title, username=match.group(1), message_id=message_id)
+    message_id = match.group(2)
+    return ForwardOrigin(
+        title=title,
+        username=match.group(1),
+        message_id=content.message_id(int(message_id), "forward") if message_id else None,
+    )
 
 
-def _media(block: LexborNode) -> str | None:
+def _media(node: LexborNode) -> str | None:
     for selector, kind in MEDIA_SELECTORS:
-        if block.css_first(selector) is not None:
+        if node.css_first(selector) is not None:
             return kind
     return None
 
@@ -277,25 +165,90 @@ def _date(block: LexborNode) -> datetime:
     if not value:
         raise FormatError("message block has no <time datetime>")
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value[:64])
     except ValueError as exc:
         raise FormatError(f"message date is not ISO 8601: {value!r:.60}") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return content.checked_date(parsed, "message date")
 
 
-def _parse_block(block: LexborNode, channel: PreviewChannel, source: str) -> Post | None:
-    """One message block as a post; None for a service message; FormatError if malformed."""
+def _body_texts(block: LexborNode) -> list[LexborNode]:
+    """The message's own text elements: not a reply's quote, not nested in another text."""
+    found: list[LexborNode] = []
+    for node in block.css(".js-message_text"):
+        parent = node.parent
+        inside = False
+        while parent is not None and parent is not block:
+            classes = _classes(parent)
+            if "js-message_text" in classes or "tgme_widget_message_reply" in classes:
+                inside = True
+                break
+            parent = parent.parent
+        if not inside:
+            found.append(node)
+    return found
+
+
+def _poll(block: LexborNode, found: Content) -> None:
+    question = block.css_first(".tgme_widget_message_poll_question")
+    if question is not None:
+        found.add("question", *rich_text(question))
+    for option in block.css(".tgme_widget_message_poll_option_text"):
+        found.add("option", *rich_text(option))
+
+
+def _album(block: LexborNode) -> tuple[tuple[int, ...], str | None]:
+    """The item ids of an album block and the first item's media kind."""
+    grouped = block.css_first(".tgme_widget_message_grouped_wrap")
+    if grouped is None:
+        return (), None
+    ids: set[int] = set()
+    first_kind: str | None = None
+    for link in grouped.css("a[href]"):
+        found = _SINGLE_RE.search(link.attributes.get("href") or "")
+        if found is None:
+            continue
+        ids.add(content.message_id(int(found.group(1)), "album item"))
+        if first_kind is None:
+            classes = _classes(link)
+            first_kind = "video" if "tgme_widget_message_video_player" in classes else "photo"
+    return tuple(sorted(ids)), first_kind
+
+
+def _post_id(block: LexborNode) -> re.Match[str] | None:
+    """``<channel>/<id>`` from ``data-post``, else from the date link (trimmed saved pages)."""
     match = _DATA_POST_RE.match(block.attributes.get("data-post") or "")
+    if match is None and (link := block.css_first("a.tgme_widget_message_date[href]")):
+        found = _TME_RE.match(link.attributes.get("href") or "")
+        if found is not None and found.group(2):
+            match = _DATA_POST_RE.match(f"{found.group(1)}/{found.group(2)}")
+    return match
+
+
+def _parse_block(block: LexborNode, channel: PreviewChannel, source: str) -> Post | str:
+    """One message block as a post, or why it is skipped; FormatError if malformed."""
+    match = _post_id(block)
     if match is None:
-        raise FormatError("message block has no data-post=<channel>/<id>")
+        raise FormatError("message block has no data-post=<channel>/<id> (nor a date link)")
     if "service_message" in _classes(block):
-        return None
-    username, message_id = match.group(1), int(match.group(2))
+        return "service"
+    username = match.group(1)
+    message_id = content.message_id(int(match.group(2)), "data-post id")
     date = _date(block)
-    text_node = block.css_first(".js-message_text")
-    text, entities = rich_text(text_node) if text_node is not None else ("", ())
+    forward = _forward(block)
+    album_items, album_media = _album(block)
+    media = album_media or _media(block)
+
+    found = Content()
+    for node in _body_texts(block):
+        found.add("caption" if media else "text", *rich_text(node))
+    if media == "poll":
+        _poll(block, found)
+    if not found and media is None:
+        return "unsupported" if block.css_first(NOT_SUPPORTED) is not None else "service"
+    text, entities, parts = found.build()
+
     meta = block.css_first(".tgme_widget_message_meta")
     edited = meta is not None and any(
         child.is_text_node and "edited" in (child.text_content or "")
@@ -307,34 +260,29 @@ def _parse_block(block: LexborNode, channel: PreviewChannel, source: str) -> Pos
     reply_to = None
     if reply_node is not None:
         reply_match = _TRAILING_ID_RE.search(reply_node.attributes.get("href") or "")
-        reply_to = int(reply_match.group(1)) if reply_match else None
-    album_items: tuple[int, ...] = ()
-    grouped = block.css_first(".tgme_widget_message_grouped_wrap")
-    if grouped is not None:
-        ids = {
-            int(found.group(1))
-            for link in grouped.css("a[href]")
-            if (found := _SINGLE_RE.search(link.attributes.get("href") or ""))
-        }
-        album_items = tuple(sorted(ids))
+        reply_to = content.message_id(int(reply_match.group(1)), "reply") if reply_match else None
     title = channel.title
     if title is None and (owner := block.css_first(".tgme_widget_message_owner_name")):
         title = rich_text(owner)[0] or None
+    author_node = block.css_first(".tgme_widget_message_from_author")
+    author = author_node.text(deep=True).strip() if author_node is not None else ""
     return Post(
         channel=username,
-        message_id=message_id,
+        message_id=min((message_id, *album_items)),
         date=date,
         text=text,
         channel_id=_channel_id(block.attributes.get("data-view")) or channel.channel_id,
         channel_title=title,
         edited=edited,
         entities=entities,
-        forward=_forward(block),
-        media=_media(block),
+        forward=forward,
+        media=media,
         album_items=album_items,
         reply_to=reply_to,
         views=views,
         source=source,
+        author=author or None,
+        parts=parts,
     )
 
 
@@ -358,7 +306,7 @@ def _page_channel(tree: LexborHTMLParser, blocks: list[LexborNode]) -> PreviewCh
     if title_node is not None:
         channel.title = rich_text(title_node)[0] or None
     for block in blocks:
-        match = _DATA_POST_RE.match(block.attributes.get("data-post") or "")
+        match = _post_id(block)
         if match and channel.username is None:
             channel.username = match.group(1)
         if channel.channel_id is None:
@@ -366,16 +314,21 @@ def _page_channel(tree: LexborHTMLParser, blocks: list[LexborNode]) -> PreviewCh
     if channel.username is None:
         header = tree.css_first(".tgme_channel_info_header_username a")
         name = header.text(deep=True).strip().lstrip("@") if header is not None else ""
-        channel.username = name or None
+        channel.username = name if re.fullmatch(r"[A-Za-z0-9_]{1,64}", name) else None
     return channel
 
 
 def parse_preview(
     html: str, *, source_name: str = "<preview>", source: str = "preview"
 ) -> PreviewPage:
-    """Parse one ``t.me/s/<channel>`` page; FormatError if it is not such a page at all."""
+    """Parse one ``t.me/s/<channel>`` page; FormatError if it is not such a page at all.
+
+    Bytes of a saved page that were not UTF-8 show as U+FFFD, as a browser shows them.
+    """
     if not isinstance(html, str):
         raise FormatError("a preview page must be text")
+    if not html.isascii():
+        html = _SURROGATE_RE.sub("\ufffd", html)
     tree = LexborHTMLParser(html)
     if not any(tree.css_first(marker) is not None for marker in PAGE_MARKERS):
         raise FormatError("not a t.me/s preview page: no channel history or message blocks")
@@ -392,10 +345,14 @@ def parse_preview(
     )
     for index, block in enumerate(blocks):
         try:
-            post = _parse_block(block, channel, source)
-        except ValueError as exc:  # FormatError, or an id past Python's integer digit limit
-            page.rejected.append(Rejected.of(source_name, index, str(exc), block.html or ""))
+            outcome = _parse_block(block, channel, source)
+        except Exception as exc:  # the item boundary: one block never takes the page
+            page.rejected.append(
+                Rejected.of(source_name, index, failure_reason(exc), block.html or "")
+            )
             continue
-        if post is not None:
-            page.posts.append(post)
+        if isinstance(outcome, Post):
+            page.posts.append(outcome)
+        else:
+            page.skipped[outcome] = page.skipped.get(outcome, 0) + 1
     return page

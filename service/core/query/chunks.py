@@ -1,19 +1,24 @@
-"""The keys of text without a document: per run of letters (its tokens' lemmas and forms) and
-per whitespace-separated chunk (``ChunkKeys``, which an index keeps with its rule prefixes), both
-cached, so preparing a post is a split and a few dictionary look-ups.
+"""The keys of text without a document: per token (its lemmas and forms) and per
+whitespace-separated chunk (``ChunkKeys``, which an index keeps with its rule prefixes), both
+cached, so preparing a post is a split and a few dictionary look-ups. Chunks are tokenized by
+``service.core.text``, as every other text is.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Iterable
 from functools import lru_cache
 
 from service.core.morphology import lemmas
-from service.core.text import TOKEN_RE, is_cyrillic, run_norms
+from service.core.text import (
+    RUN_CACHE_MAX,
+    clear_caches,
+    is_cyrillic,
+    single_token,
+    token_spans,
+)
 
 Span = tuple[int, int]
-_SPAN = re.Match.span
 # A prefix term's key: "*" never occurs in a word or field key.
 PREFIX_SIGIL = "*"
 
@@ -32,28 +37,9 @@ def prefix_key(prefix: str) -> str:
     return f"{PREFIX_SIGIL}{prefix}"
 
 
-# Per run of letters as it appears in text: its (token, keys) pairs, and all its keys. Plain
-# dicts rather than lru_cache: the hot loop looks runs up with map(dict.get), at C speed. Cleared
-# when full, which a worker meets rarely (a language has far fewer frequent forms than this).
-RUN_CACHE_MAX = 300_000
-_RUN_TOKENS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {}
-_RUN_KEYS: dict[str, tuple[str, ...]] = {}
-
-
-def _run_tokens(run: str) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    found = _RUN_TOKENS.get(run)
-    if found is None:
-        found = tuple((norm, token_keys(norm)) for norm in run_norms(run))
-        if len(_RUN_TOKENS) >= RUN_CACHE_MAX:
-            clear_run_cache()
-        _RUN_TOKENS[run] = found
-        _RUN_KEYS[run] = tuple(key for _norm, keys in found for key in keys)
-    return found
-
-
 def clear_run_cache() -> None:
-    _RUN_TOKENS.clear()
-    _RUN_KEYS.clear()
+    """Forget the tokenized runs of text (``service.core.text`` keeps them)."""
+    clear_caches()
 
 
 Entry = tuple[int, int, str, tuple[str, ...]]  # a token of a chunk: start, end, norm, keys
@@ -92,21 +78,21 @@ class ChunkKeys:
         if len(self._cache) >= self._max_size:
             self._cache.clear()
             self._multi.clear()
-        single = _run_tokens(chunk) if TOKEN_RE.fullmatch(chunk) else ()
-        if len(single) == 1:  # the chunk is one token: its keys are the token's
-            norm, keys = single[0]
+        norm = single_token(chunk)
+        if norm is not None:  # the chunk is one token: its keys are the token's
+            keys = token_keys(norm)
             if self._lengths:
                 keys = (*keys, *self._prefix_keys(norm))
         else:
-            entries = tuple(
-                (start, end, norm, (*keys, *self._prefix_keys(norm)) if self._lengths else keys)
-                for start, end in map(_SPAN, TOKEN_RE.finditer(chunk))
-                for norm, keys in _run_tokens(chunk[start:end])
-            )
+            entries = tuple(self._entry(*found) for found in token_spans(chunk))
             self._multi[chunk] = entries
             keys = tuple(dict.fromkeys(key for entry in entries for key in entry[3]))
         self._cache[chunk] = keys
         return keys
+
+    def _entry(self, start: int, end: int, norm: str) -> Entry:
+        keys = token_keys(norm)
+        return (start, end, norm, (*keys, *self._prefix_keys(norm)) if self._lengths else keys)
 
     def entries(self, chunk: str) -> tuple[Entry, ...]:
         """The tokens of ``chunk``: (start, end, norm, keys), offsets within the chunk; a token's
@@ -120,7 +106,7 @@ class ChunkKeys:
             multi = self._multi.get(chunk)
             if multi is not None:
                 return multi
-        return ((0, len(chunk), run_norms(chunk)[0], keys),)
+        return ((0, len(chunk), single_token(chunk) or "", keys),)
 
     def sequence(self, chunks: list[str]) -> list[tuple[str, ...]]:
         """The keys of every token of ``chunks`` (in text order), one tuple per token."""

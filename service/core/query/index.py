@@ -158,9 +158,16 @@ class RuleIndex:
     """All subscriptions compiled into one index. Build once per rule-set version, then
     ``match(post, enrichment)`` for every post version."""
 
-    def __init__(self, rules: Sequence[CompiledRule], version: str = "") -> None:
+    def __init__(
+        self,
+        rules: Sequence[CompiledRule],
+        version: str = "",
+        mutes: Mapping[str, float] | None = None,
+    ) -> None:
         self.rules = tuple(rules)
         self.version = version
+        # Subscription id -> end of its mute (Unix time): matches before then are dropped.
+        self.mutes = dict(mutes or {})
         self.always: list[int] = []
         self._conditions: dict[int, Conditions] = {}  # of the ``always`` rules
         sure: dict[str, list[int]] = {}
@@ -197,9 +204,14 @@ class RuleIndex:
 
     @classmethod
     def build(cls, ruleset: RuleSet) -> RuleIndex:
-        """Compile a validated rule set (paused subscriptions are left out)."""
-        queries = [(sub.id, sub.query) for sub in ruleset.subscriptions if not sub.paused]
-        return cls.from_queries(queries, ruleset.entities, version=ruleset.version)
+        """Compile a validated rule set (paused subscriptions are left out; muted ones stay in
+        and are dropped at match time while their mute lasts)."""
+        live = [sub for sub in ruleset.subscriptions if not sub.paused]
+        index = cls.from_queries(
+            [(sub.id, sub.query) for sub in live], ruleset.entities, version=ruleset.version
+        )
+        index.mutes = {sub.id: sub.mute_until for sub in live if sub.mute_until is not None}
+        return index
 
     @classmethod
     def from_queries(
@@ -265,17 +277,24 @@ class RuleIndex:
                 add(number)
         return sorted(found)
 
-    def match_document(self, doc: MatchDocument) -> list[Match]:
-        """The matches of a document; their highlights are computed when first read."""
-        rules, marks = self.rules, self._marks
-        return [
+    def match_document(self, doc: MatchDocument, now: float | None = None) -> list[Match]:
+        """The matches of a document (none of a subscription muted at ``now``, when given);
+        their highlights are computed when first read."""
+        rules, marks, mutes = self.rules, self._marks, self.mutes
+        found = [
             Match(rules[number].subscription_id, node=marks[number], doc=doc)
             for number in self.matching(doc)
         ]
+        if mutes and now is not None:
+            found = [m for m in found if mutes.get(m.subscription_id, 0.0) <= now]
+        return found
 
-    def match(self, post: Post, enrichment: Enrichment | None = None) -> list[Match]:
-        """Every subscription whose query holds for this post version, with highlights."""
-        return self.match_document(self.document(post, enrichment))
+    def match(
+        self, post: Post, enrichment: Enrichment | None = None, now: float | None = None
+    ) -> list[Match]:
+        """Every subscription whose query holds for this post version (and is not muted at
+        ``now``), with highlights."""
+        return self.match_document(self.document(post, enrichment), now)
 
 
 @contextmanager

@@ -25,7 +25,7 @@ import re2
 
 from service import constants
 from service.core.query.tree import And, Field, Node, Not, Or, Phrase, Prefix, Regex, Term, Word
-from service.core.text import TOKEN_RE, normalize, normalize_host, run_norms
+from service.core.text import normalize, normalize_host, words
 
 __all__ = [
     "And",
@@ -200,7 +200,7 @@ class _Lexer:
     def _sigil(self, raw: str, start: int) -> Field:
         name = SIGILS[raw[0]]
         body = raw[1:]
-        if not body or not _SIGIL_VALUE_RE.fullmatch(body):
+        if not body or not _SIGIL_VALUE_RE.fullmatch(sigil_value(body)):
             raise QueryError(f'expected letters, digits or "_" after "{raw[0]}"', start + 1)
         return Field(name, sigil_value(body), position=start)
 
@@ -234,7 +234,7 @@ class _Lexer:
 
 def _norms(text: str) -> tuple[str, ...]:
     """The normalized tokens of query text, exactly as ``tokenize`` gives them for post text."""
-    return tuple(norm for run in TOKEN_RE.findall(text) for norm in run_norms(run))
+    return tuple(words(text))
 
 
 def sigil_value(body: str) -> str:
@@ -369,7 +369,7 @@ def _plain(query: str) -> Node | None:
     words: list[Node] = []
     for found in _CHUNK_RE.finditer(query):
         raw, start = found.group(), found.start()
-        norms = run_norms(raw)
+        norms = _norms(raw)
         if raw in OPERATORS or not norms or len(words) >= constants.QUERY_MAX_TERMS:
             return None
         words.append(

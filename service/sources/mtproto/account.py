@@ -107,6 +107,7 @@ class AccountRunner:
         self.unusable: str | None = None
         self.full = False  # Telegram refused a join: too many channels
         self.tracked: dict[str, Tracked] = {}
+        self.acquired_at: dict[str, float] = {}  # entry -> when the pool gave it (monotonic)
         self._by_id: dict[int, Tracked] = {}
         self._work: deque[Work] = deque()
         self._queued: set[tuple[str, str]] = set()
@@ -114,7 +115,7 @@ class AccountRunner:
         self._online = asyncio.Event()
         self._flood_until: dict[str, float] = {}
         self._retries: set[asyncio.TimerHandle] = set()
-        self.feed = LiveFeed(name, writer, store, tracked=self.tracked, by_id=self._by_id,
+        self.feed = LiveFeed(name, token, writer, store, tracked=self.tracked, by_id=self._by_id,
                              resync=self._resync, metrics=metrics)  # fmt: skip
 
     # --- what the pool asks ----------------------------------------------------------------------
@@ -127,6 +128,12 @@ class AccountRunner:
         flooded = self._flood_until.get(JOIN, 0.0) > time.monotonic()
         return self.connected and self.unusable is None and not flooded and not self.full
 
+    def stranded(self) -> list[str]:
+        """Channels waiting to be joined behind a flood wait on joins longer than the hand-off
+        limit: the pool gives them to accounts that are free."""
+        left = self._flood_until.get(JOIN, 0.0) - time.monotonic()
+        return self.pending() if left > self.settings.flood_handoff_seconds else []
+
     def pending(self) -> list[str]:
         """Channels assigned but not joined yet."""
         return [entry for entry, tracked in self.tracked.items() if tracked.ref is None]
@@ -135,10 +142,21 @@ class AccountRunner:
         if entry in self.tracked:
             return
         self.tracked[entry] = Tracked(entry)
+        self.acquired_at[entry] = time.monotonic()
         self._queue(Work(JOIN, entry))
         log.info("mtproto_channel_assigned", account=self.name, channel=entry)
 
+    async def release(self, entry: str) -> None:
+        """Give a channel up: its lease back, after any hand-over of its posts in progress."""
+        tracked = self.tracked.get(entry)
+        if tracked is None:
+            return
+        async with tracked.lock:
+            await self.store.release_channel(entry, self.name, self.token)
+            self.drop(entry)
+
     def drop(self, entry: str) -> None:
+        self.acquired_at.pop(entry, None)
         tracked = self.tracked.pop(entry, None)
         if tracked is not None and tracked.ref is not None:
             self._by_id.pop(tracked.ref.channel_id, None)
@@ -315,15 +333,16 @@ class AccountRunner:
         if not complete and watermark is not None:
             log.warning("mtproto_gap_unfilled", account=self.name, channel=key, after=watermark,
                         before=before, pages=pages)  # fmt: skip
-        if not self._holds(tracked):  # shed or lost while reading: the new reader emits them
-            return
-        for message in collected:
-            if message.rejected is not None:
-                await self.writer.reject(message.rejected)
-        posts = group_albums([message.post for message in collected if message.post is not None])
-        newest = max([m.message_id for m in collected] + [watermark or 0, tracked.live_max])
-        await self.writer.emit(key, posts, watermark=newest or None)
-        tracked.synced = True
+        async with tracked.lock:
+            if not await self._holds(tracked):  # shed or lost while reading: others read it
+                return
+            for message in collected:
+                if message.rejected is not None:
+                    await self.writer.reject(message.rejected)
+            posts = group_albums([m.post for m in collected if m.post is not None])
+            newest = max([m.message_id for m in collected] + [watermark or 0, tracked.live_max])
+            await self.writer.emit(key, posts, watermark=newest or None)
+            tracked.synced = True
         await self.writer.healthy(key)
         log.info("mtproto_caught_up", account=self.name, channel=key, posts=len(posts),
                  watermark=newest)  # fmt: skip
@@ -339,10 +358,11 @@ class AccountRunner:
         )
         items = {m.message_id: m.post for m in page if m.post and m.post.album_id == item.album_id}
         items[item.message_id] = item
-        if not self._holds(tracked):
-            return
-        album = assemble_album(list(items.values()), edited=True)
-        await self.writer.emit(tracked.key, [album], watermark=None)
+        async with tracked.lock:
+            if not await self._holds(tracked):
+                return
+            album = assemble_album(list(items.values()), edited=True)
+            await self.writer.emit(tracked.key, [album], watermark=None)
 
     # --- failures ---------------------------------------------------------------------------------
     async def _flooded(self, work: Work, exc: FloodWaitError) -> None:
@@ -357,11 +377,9 @@ class AccountRunner:
         await self.store.update(
             self.name, flood_until=until, flood_seconds=exc.seconds, flood_operation=exc.operation
         )
-        if kind == JOIN and exc.seconds > self.settings.flood_handoff_seconds:
-            for entry in self.pending():  # let accounts that are free join them
-                await self.store.release_channel(entry, self.name, self.token)
-                self.drop(entry)
-                log.info("mtproto_channel_handed_back", account=self.name, channel=entry)
+        for entry in self.stranded():  # let accounts that are free join them
+            await self.release(entry)
+            log.info("mtproto_channel_handed_back", account=self.name, channel=entry)
 
     def _flood_over(self) -> None:
         now = time.monotonic()
@@ -377,12 +395,13 @@ class AccountRunner:
         if reason == CHANNEL_LIMIT:
             self.full = True
         await self.store.refuse(tracked.entry, self.name, reason)
-        await self.store.release_channel(tracked.entry, self.name, self.token)
-        self.drop(tracked.entry)
+        await self.release(tracked.entry)
 
-    def _holds(self, tracked: Tracked) -> bool:
-        """The account still reads this channel (it was not shed or lost meanwhile)."""
-        return self.tracked.get(tracked.entry) is tracked
+    async def _holds(self, tracked: Tracked) -> bool:
+        """The account still reads this channel: not shed, not lost, its lease still ours."""
+        if self.tracked.get(tracked.entry) is not tracked:
+            return False
+        return bool(await self.store.owned([tracked.entry], self.name, self.token))
 
     def _resync(self, tracked: Tracked, album: Post | None) -> None:
         """Read a channel again from its watermark (or, for an edited album item, its album)."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -44,6 +45,9 @@ class Tracked:
     ref: ChannelRef | None = None
     synced: bool = False  # caught up since the last (re)connect: live posts move the watermark
     live_max: int = 0  # newest id seen live while not synced
+    # Held while the channel's posts are handed over, and to give the channel up: its lease is
+    # never released between the check that it is ours and its watermark moving.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def key(self) -> str:
@@ -57,6 +61,7 @@ class LiveFeed:
     def __init__(
         self,
         account: str,
+        token: str,
         writer: ChannelWriter,
         store: AccountStore,
         *,
@@ -66,6 +71,7 @@ class LiveFeed:
         metrics: MtprotoMetrics | None = None,
     ) -> None:
         self.account = account
+        self.token = token
         self.writer = writer
         self.store = store
         self.tracked = tracked
@@ -118,9 +124,27 @@ class LiveFeed:
             except Exception as exc:  # Redis or the sink: read the channel again from its mark
                 self._failed([tracked], exc)
         try:
-            await self.writer.emit_many([emission for _tracked, emission in ready])
+            async with AsyncExitStack() as held:  # locks in one order: no two feeds deadlock
+                for tracked, _emission in sorted(ready, key=lambda pair: pair[0].entry):
+                    await held.enter_async_context(tracked.lock)
+                ready = await self._still_ours(ready)
+                await self.writer.emit_many([emission for _tracked, emission in ready])
         except Exception as exc:
             self._failed([tracked for tracked, _emission in ready], exc)
+
+    async def _still_ours(
+        self, ready: list[tuple[Tracked, Emission]]
+    ) -> list[tuple[Tracked, Emission]]:
+        """The channels whose lease is still this account's. One whose lease lapsed (a stall
+        longer than a lease) hands nothing over: if the account takes it back, it reads the
+        channel again from its watermark; if another did, that one reads it."""
+        owned = await self.store.owned([t.entry for t, _e in ready], self.account, self.token)
+        for tracked, _emission in ready:
+            if tracked.entry not in owned:
+                log.warning("mtproto_lease_lapsed", account=self.account, channel=tracked.key)
+                tracked.synced = False
+                self.resync(tracked, None)
+        return [(tracked, emission) for tracked, emission in ready if tracked.entry in owned]
 
     def _failed(self, channels: list[Tracked], exc: Exception) -> None:
         for tracked in channels:
@@ -198,7 +222,10 @@ class LiveFeed:
         album = assemble_album(items)
         mark = max(album.album_items) if tracked.synced else None
         try:
-            await self.writer.emit(tracked.key, [album], watermark=mark)
+            async with tracked.lock:
+                if not await self._still_ours([(tracked, Emission(tracked.key, [album], mark))]):
+                    return
+                await self.writer.emit(tracked.key, [album], watermark=mark)
         except Exception:
             tracked.synced = False
             self.resync(tracked, None)

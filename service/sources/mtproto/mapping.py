@@ -22,6 +22,7 @@ from typing import Any
 
 from telethon.tl import types
 
+from service.core.formats.content import Content
 from service.core.formats.result import Rejected
 from service.core.post import CHANNEL_ID_BASE, Entity, ForwardOrigin, Post
 from service.sources.mtproto.client import ChannelEvent, ChannelMessage, ChannelRef, Deletion
@@ -153,12 +154,15 @@ def _entities(text: str, raw: Iterable[Any] | None) -> tuple[Entity, ...]:
             url = f"tg://user?id={item.user_id}"
         elif isinstance(item, types.MessageEntityBlockquote) and item.collapsed:
             type_ = "expandable_blockquote"
+        emoji_id = None
+        if isinstance(item, types.MessageEntityCustomEmoji):
+            emoji_id = str(item.document_id)
         if item.offset < 0 or item.length < 0 or item.offset + item.length > offsets.units:
             raise MappingError(
                 f"entity {type_} at {item.offset}+{item.length} lies outside the text"
             )
         start, end = offsets.index(item.offset), offsets.index(item.offset + item.length)
-        entities.append(Entity(type_, start, end - start, text[start:end], url))
+        entities.append(Entity(type_, start, end - start, text[start:end], url, emoji_id))
     return tuple(entities)
 
 
@@ -190,6 +194,38 @@ def media_kind(media: Any) -> str | None:
     return type(media).__name__.removeprefix("MessageMedia").lower() or "unsupported"
 
 
+def _rich(value: Any) -> tuple[str, tuple[Entity, ...]]:
+    """A ``TextWithEntities`` (a poll's question, a checklist item) or, in older layers, a str."""
+    if isinstance(value, types.TextWithEntities):
+        return value.text, _entities(value.text, value.entities)
+    return (value or "", ()) if isinstance(value, str) else ("", ())
+
+
+def _content(message: Any, media: str | None) -> Content:
+    """What a person reads in the message, in the pieces every format marks (see ``Content``):
+    the text (a caption when there is media), then what a poll, a sticker, a giveaway or a
+    checklist shows in words."""
+    found = Content()
+    text = message.message or ""
+    found.add("text" if media is None else "caption", text, _entities(text, message.entities))
+    raw = message.media
+    if isinstance(raw, types.MessageMediaPoll):
+        found.add("question", *_rich(raw.poll.question))
+        for answer in raw.poll.answers:
+            found.add("option", *_rich(answer.text))
+    elif isinstance(raw, types.MessageMediaGiveaway | types.MessageMediaGiveawayResults):
+        found.add("prize", raw.prize_description or "")
+    elif isinstance(raw, types.MessageMediaToDo):
+        found.add("title", *_rich(raw.todo.title))
+        for item in raw.todo.list:
+            found.add("item", *_rich(item.title))
+    elif media == "sticker":
+        for attribute in getattr(raw.document, "attributes", None) or ():
+            if isinstance(attribute, types.DocumentAttributeSticker):
+                found.add("emoji", attribute.alt)
+    return found
+
+
 def _forward(header: Any, peers: Peers) -> ForwardOrigin | None:
     if header is None:
         return None
@@ -216,9 +252,15 @@ def _reply_to(header: Any) -> int | None:
     return None
 
 
-def _post(message: Any, channel_id: int, peers: Peers, edited: bool) -> Post:
+def _post(message: Any, channel_id: int, peers: Peers, edited: bool) -> Post | None:
+    """The post of a channel message; None when there is nothing in it to read or see (a
+    service message by its shape, as every format skips them)."""
     ref = peers.channels.get(channel_id)
-    text = message.message or ""
+    media = media_kind(message.media)
+    found = _content(message, media)
+    if not found and media is None:
+        return None
+    text, entities, parts = found.build()
     # A hidden edit (reactions, buttons) is shown as not edited, so its date is not an edit date.
     edit_date = None if message.edit_hide else message.edit_date
     return Post(
@@ -230,14 +272,15 @@ def _post(message: Any, channel_id: int, peers: Peers, edited: bool) -> Post:
         channel_title=ref.title if ref else None,
         edit_date=edit_date,
         edited=edited or edit_date is not None,
-        entities=_entities(text, message.entities),
+        entities=entities,
         forward=_forward(message.fwd_from, peers),
-        media=media_kind(message.media),
+        media=media,
         album_id=None if message.grouped_id is None else str(message.grouped_id),
         reply_to=_reply_to(message.reply_to),
         views=message.views,
         source=SOURCE,
         author=message.post_author,
+        parts=parts,
     )
 
 

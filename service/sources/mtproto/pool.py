@@ -26,6 +26,7 @@ import os
 import random
 import secrets
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import structlog
@@ -46,10 +47,21 @@ log = structlog.get_logger(__name__)
 FALLBACK_AFTER_ROUNDS = 3
 # A channel free for this many rounds may be taken beyond the fair share (up to the cap).
 OVERFLOW_AFTER_ROUNDS = 2
+# A channel is shed to another account only after the account held it this many leases: a
+# channel shed toward an account that then cannot take it comes back, and must not bounce
+# between free and taken every round.
+SHED_GRACE_LEASES = 3
 # Fallback leases have no cap: the preview poller's own concurrency bounds its load.
 FALLBACK_CAP = 10**9
 # A stopping account gets this long to flush its albums and disconnect before it is cancelled.
 STOP_GRACE_SECONDS = 10.0
+
+
+def takes_channels(record: AccountRecord, now: float) -> bool:
+    """An account that can take channels now: usable, connected, not waiting out a flood wait
+    on resolving or joining (its fair share then goes to the others)."""
+    joining_flood = record.flood_operation in ("resolve", "join") and record.flood_left(now) > 0
+    return record.usable and record.connected and not joining_flood
 
 
 def process_token() -> str:
@@ -121,6 +133,7 @@ class AccountPool:
             await asyncio.wait(self._tasks.values(), timeout=STOP_GRACE_SECONDS)
         for name in list(self.runners):
             await self._retire(name)
+        await self.writer.drain()
         for entry in list(self.fallback):
             await self.store.release_channel(entry, FALLBACK_ACCOUNT, self.token)
         self.fallback.clear()
@@ -133,7 +146,8 @@ class AccountPool:
         await self._renew()
         records = {r.name: r for r in [await self.store.account(n) for n in await self._names()]}
         running = await self.store.running(records)
-        ready = [n for n in sorted(running) if records[n].usable and records[n].connected]
+        now = time.time()
+        ready = [n for n in sorted(running) if takes_channels(records[n], now)]
         counts = await self.store.held_counts(ready)
         await self._release_unwanted(set(wanted))
         await self._shed(len(wanted), ready, counts)
@@ -222,6 +236,9 @@ class AccountPool:
     async def _renew(self) -> None:
         ttl = self.settings.lease_seconds
         for name, runner in self.runners.items():
+            for entry in runner.stranded():  # assigned while its flood wait began
+                await runner.release(entry)
+                log.info("mtproto_channel_handed_back", account=name, channel=entry)
             lost = await self.store.renew_channels(name, self.token, ttl, list(runner.tracked))
             for entry in lost:
                 log.warning("mtproto_channel_lease_lost", account=name, channel=entry)
@@ -231,10 +248,9 @@ class AccountPool:
             self._stop_fallback(entry)
 
     async def _release_unwanted(self, wanted: set[str]) -> None:
-        for name, runner in self.runners.items():
+        for runner in self.runners.values():
             for entry in [e for e in runner.tracked if e not in wanted]:
-                await self.store.release_channel(entry, name, self.token)
-                runner.drop(entry)
+                await runner.release(entry)
         for entry in [e for e in self.fallback if e not in wanted]:
             await self.store.release_channel(entry, FALLBACK_ACCOUNT, self.token)
             self._stop_fallback(entry)
@@ -253,10 +269,14 @@ class AccountPool:
             if excess <= 0:
                 continue
             pending = set(runner.pending())
-            order = sorted(runner.tracked, key=lambda e: (e not in pending, e), reverse=True)
+            settled = time.monotonic() - SHED_GRACE_LEASES * self.settings.lease_seconds
+            movable = [e for e in runner.tracked if runner.acquired_at.get(e, 0.0) <= settled]
+            order = sorted(movable, key=lambda e: (e not in pending, e), reverse=True)
+            excess = min(excess, len(order))
+            if excess <= 0:
+                continue
             for entry in order[-excess:]:
-                await self.store.release_channel(entry, name, self.token)
-                runner.drop(entry)
+                await runner.release(entry)
             log.info("mtproto_channels_shed", account=name, channels=excess, fair_share=fair)
 
     async def _assign(self, wanted: list[str], ready: list[str]) -> None:

@@ -78,6 +78,7 @@ class ChannelWriter:
         self.posts = posts
         self.metrics = metrics
         self.clock = clock
+        self._inflight: set[asyncio.Task[int]] = set()
 
     async def emit(
         self,
@@ -93,7 +94,22 @@ class ChannelWriter:
         return await self.emit_many([Emission(key, posts, watermark, arrived)])
 
     async def emit_many(self, emissions: Sequence[Emission]) -> int:
-        """``emit`` for several channels at once: one claim round trip and one queue job."""
+        """``emit`` for several channels at once: one claim round trip and one queue job.
+
+        A hand-over, once begun, runs to its end even if the caller is cancelled (a stopping
+        account): cancelled between claiming posts and queueing them, or between queueing and
+        recording, it would lose them or queue them twice. ``drain`` waits for those still going.
+        """
+        task = asyncio.ensure_future(self._emit_many(emissions))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for hand-overs still going (their callers were cancelled)."""
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _emit_many(self, emissions: Sequence[Emission]) -> int:
         fresh: list[Post] = []
         emitted: list[dict[int, str]] = []
         for emission in emissions:
@@ -118,7 +134,7 @@ class ChannelWriter:
             dates = [p.date.timestamp() for p in emission.posts
                      if p.message_id in hashes and not p.is_edit]  # fmt: skip
             if dates:
-                await self._note_activity(emission.key, max(dates))
+                await self._note_activity(emission.key, dates)
         return taken
 
     async def _hand_over(self, posts: list[Post]) -> int:
@@ -180,8 +196,8 @@ class ChannelWriter:
                 recorded += 1
         return recorded
 
-    async def _note_activity(self, key: str, date: float) -> None:
-        last, interval, samples = await self.accounts.record_post(key, date)
+    async def _note_activity(self, key: str, dates: Sequence[float]) -> None:
+        last, interval, samples = await self.accounts.record_posts(key, dates)
         await self.channels.record_success(key, at=self.clock(), newest_date=last, source=SOURCE)
         if self.metrics is not None and last is not None:
             # An estimate from fewer than a few gaps is no "usual pace" yet.

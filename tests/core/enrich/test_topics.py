@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from service.core.enrich import Enricher
 from service.core.enrich.evaluation import evaluate
 from service.core.enrich.topic_model import (
     LabelledDataError,
     LabelledPost,
+    ModelFileError,
     TopicModel,
     read_labelled,
-    train_model,
 )
+from service.core.enrich.topic_training import train_model
 from service.core.enrich.topics import (
     TaxonomyError,
     TopicClassifier,
@@ -50,7 +50,7 @@ def test_default_taxonomy_has_exactly_the_agreed_topics() -> None:
     for topic in taxonomy.topics:
         assert topic.name and topic.description
         languages = set(topic.cues) | set(topic.strong)
-        assert {"ru", "en", "es", "fr"} <= languages, topic.id
+        assert {"ru", "uk", "en", "es", "fr", "de"} <= languages, topic.id
 
 
 @pytest.mark.parametrize(
@@ -176,11 +176,13 @@ def test_training_saves_a_model_that_predicts(tmp_path: Path) -> None:
     model, skipped = train_model([*small_labelled(), LabelledPost("one lonely boat", ("boats",))])
     assert skipped == ["boats"]
     assert set(model.topics) == {"fruit", "cars"}
-    path = tmp_path / "model.joblib"
+    path = tmp_path / "model.json"
     model.save(path)
     loaded = TopicModel.load(path)
     scores = loaded.predict("a basket of apples")
     assert scores["fruit"] > 0.5 > scores["cars"]
+    for topic, score in model.predict("a basket of apples").items():
+        assert scores[topic] == pytest.approx(score, abs=1e-5)  # weights saved to 6 digits
 
 
 def test_model_and_blend_modes(tmp_path: Path) -> None:
@@ -195,13 +197,42 @@ def test_model_and_blend_modes(tmp_path: Path) -> None:
         TopicClassifier(taxonomy, None, mode="model")
 
 
-def test_loading_something_else_than_a_model_fails(tmp_path: Path) -> None:
-    import joblib
+def test_a_model_trained_with_cues_weighs_them_and_keeps_the_other_topics() -> None:
+    taxonomy = parse_taxonomy(
+        {
+            "topics": [
+                {"id": "fruit", "strong": {"en": ["apple*", "pear*"]}},
+                {"id": "boats", "strong": {"en": ["boat*"]}},
+            ]
+        }
+    )
+    model, _ = train_model(small_labelled(), ["fruit", "cars"], taxonomy)
+    assert model.cue_inputs == ("fruit", "boats")
+    blend = TopicClassifier(taxonomy, model)
+    # A fruit word no labelled post has: only the cue knows it, and the model trusts the cue.
+    assert {t.id for t in blend.classify("pearmain for dessert", "en")} == {"fruit"}
+    # "boats" was never labelled: blend falls back to its cue score; model mode drops it.
+    assert "boats" in {t.id for t in blend.classify("two boats", "en")}
+    assert "boats" not in TopicClassifier(taxonomy, model, mode="model").scores("two boats")
+    with pytest.raises(ValueError, match="cue_scores"):
+        model.predict("two boats")
 
-    path = tmp_path / "not-a-model.joblib"
-    joblib.dump({"hello": "world"}, path)
-    with pytest.raises(ValueError, match="not a tgwatch topic model"):
+
+def test_loading_something_else_than_a_model_fails(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-model.json"
+    path.write_text(json.dumps({"hello": "world"}), encoding="utf-8")
+    with pytest.raises(ModelFileError, match="not a tgwatch topic model"):
         TopicModel.load(path)
+    pickled = tmp_path / "old.joblib"
+    pickled.write_bytes(b"\x80\x04\x95\x00\x00")  # a pickle: refused, never unpickled
+    with pytest.raises(ModelFileError, match=r"old.joblib: cannot read"):
+        TopicModel.load(pickled)
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"format": "tgwatch-topics/2", "topics": ["a"]}), "utf-8")
+    with pytest.raises(ModelFileError, match="malformed"):
+        TopicModel.load(broken)
+    with pytest.raises(ModelFileError, match="cannot read"):
+        TopicModel.load(tmp_path / "absent.json")
 
 
 def test_labelled_file_errors_name_the_line(tmp_path: Path) -> None:
@@ -223,25 +254,11 @@ def test_evaluation_figures() -> None:
     assert report.topics[1].f1 == 1.0
     assert report.no_topic_correct == 0
     assert report.lang_correct == 2
-
-
-def test_enricher_classifies_the_shipped_evaluation_set_well(enricher: Enricher) -> None:
-    from importlib import resources
-
-    path = resources.files("service.data").joinpath("eval/labelled.jsonl")
-    posts = read_labelled(str(path))
-    assert len(posts) >= 150
-    langs = [enricher.detect_language(post.text) for post in posts]
-    predicted = [
-        frozenset(t.id for t in enricher.topics.classify(post.text, lang))
-        for post, lang in zip(posts, langs, strict=True)
-    ]
-    report = evaluate(
-        sorted(DEFAULT_IDS),
-        [frozenset(p.topics) for p in posts],
-        predicted,
-        [p.lang for p in posts],
-        langs,
-    )
-    assert report.micro.f1 > 0.8
-    assert report.lang_accuracy > 0.95
+    by_lang = {lang.lang: lang for lang in report.languages}
+    assert set(by_lang) == {"en", "ru", "fr"}
+    assert by_lang["en"].labels.f1 == 1.0 and by_lang["en"].posts == 1
+    # ru: gold {a, b}, predicted {b}: one label of two found, nothing wrong predicted.
+    assert (by_lang["ru"].labels.precision, by_lang["ru"].labels.recall) == (1.0, 0.5)
+    assert by_lang["ru"].macro_f1 == 0.5  # a: 0.0, b: 1.0
+    # fr: no gold label, one wrong prediction.
+    assert by_lang["fr"].labels.false_positives == 1 and by_lang["fr"].labels.support == 0

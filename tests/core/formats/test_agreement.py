@@ -36,7 +36,10 @@ def export(fixtures_dir: Path) -> dict[int, Post]:
 
 @pytest.fixture
 def preview(fixtures_dir: Path) -> dict[int, Post]:
-    return _latest(parse_preview((fixtures_dir / "mfa_russia_preview.html").read_text()).posts)
+    posts: list[Post] = []
+    for page in ("mfa_russia_preview.html", "mfa_russia_preview_2.html"):
+        posts.extend(parse_preview((fixtures_dir / page).read_text()).posts)
+    return _latest(posts)
 
 
 def _kept_by_exporter(entities: tuple[Entity, ...]) -> tuple[Entity, ...]:
@@ -58,7 +61,7 @@ def test_same_message_ids(
 ) -> None:
     assert set(export) == set(botapi)
     assert set(preview) <= set(botapi)
-    assert len(preview) == 9
+    assert len(preview) == 11
 
 
 def test_final_texts_agree(
@@ -119,6 +122,8 @@ def test_metadata_agrees(
             assert (other.forward is None) == (post.forward is None)
             if post.forward is not None and other.forward is not None:
                 assert other.forward.title == post.forward.title
+            assert other.parts == post.parts
+            assert other.author == post.author
         assert export[message_id].media == post.media
         assert export[message_id].edit_date == post.edit_date
         if message_id in preview and post.forward is not None:
@@ -127,8 +132,28 @@ def test_metadata_agrees(
             assert forward.link == post.forward.link
 
 
+def test_poll_album_and_media_kinds_agree(
+    botapi: dict[int, Post], export: dict[int, Post], preview: dict[int, Post]
+) -> None:
+    (poll,) = [message_id for message_id, post in botapi.items() if post.media == "poll"]
+    late_album = next(message_id for message_id, post in botapi.items() if 1024 in post.album_items)
+    for message_id in (poll, late_album):
+        for other in (export[message_id], preview[message_id]):
+            assert other.text == botapi[message_id].text
+            assert other.media == botapi[message_id].media
+            assert other.album_items == botapi[message_id].album_items
+    assert [part.kind for part in botapi[poll].parts] == ["question", "option", "option", "option"]
+
+
 @pytest.mark.parametrize(
-    "name", ["mfa_russia_sample.json", "mfa_russia_export.json", "mfa_russia_preview.html"]
+    "name",
+    [
+        "mfa_russia_sample.json",
+        "mfa_russia_export.json",
+        "mfa_russia_preview.html",
+        "mfa_russia_preview_2.html",
+        "mfa_russia_export_2021.json",
+    ],
 )
 def test_every_post_round_trips_and_hides_nothing(fixtures_dir: Path, name: str) -> None:
     posts = parse_file(fixtures_dir / name).posts

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from service.core.formats.botapi import (
+    MEDIA_FIELDS,
     merge_albums,
     parse_update,
     parse_update_lines,
@@ -37,6 +38,9 @@ def update(
     message_id: int = 1, *, kind: str = "channel_post", update_id: int = 100, **fields: Any
 ) -> dict[str, Any]:
     message: dict[str, Any] = {"message_id": message_id, "chat": dict(CHAT), "date": 1727000000}
+    content_keys = {"text", "caption", *(name for name, _ in MEDIA_FIELDS)}
+    if not content_keys & fields.keys():
+        message["text"] = "post"  # a message with nothing to read is a service message
     message.update(fields)
     return {"update_id": update_id, kind: message}
 
@@ -61,17 +65,32 @@ def _message(raw: dict[str, Any]) -> dict[str, Any]:
     return message
 
 
+def _is_service(message: dict[str, Any]) -> bool:
+    """Nothing to read and no media: told apart here without the parser's own list."""
+    content = {"text", "caption", "photo", "video", "poll", "document", "animation", "sticker"}
+    return not content & message.keys()
+
+
 def test_fixture_parses_without_rejects(sample: list[dict[str, Any]]) -> None:
     result = parse_updates(sample, source_name="sample")
     assert result.rejected == []
     assert result.read == len(sample)
-    # 23 updates: two are edits (new versions, kept), two album followers are merged away.
-    assert len(result.posts) == len(sample) - 2
+    messages = [_message(raw) for raw in sample]
+    albums = [m["media_group_id"] for m in messages if "media_group_id" in m]
+    followers = len(albums) - len(set(albums))
+    services = sum(_is_service(m) for m in messages)
+    # Edits are new versions (kept); album followers are merged away; service messages skipped.
+    assert services >= 1
+    assert len(result.posts) == len(sample) - followers - services
+    assert result.skipped == {"service": services}
 
 
 def test_channel_fields_come_from_the_chat(sample: list[dict[str, Any]]) -> None:
     for raw in sample:
         post = parse_update(raw)
+        if _is_service(_message(raw)):
+            assert post is None
+            continue
         assert post is not None
         chat = _message(raw)["chat"]
         assert post.channel == chat["username"]
@@ -98,6 +117,8 @@ def test_every_fixture_entity_matches_its_utf16_slice(sample: list[dict[str, Any
         text = message.get("text") or message.get("caption") or ""
         raw_entities = message.get("entities") or message.get("caption_entities") or []
         post = parse_update(raw)
+        if _is_service(message):
+            continue
         assert post is not None
         encoded = text.encode("utf-16-le")
         assert len(post.entities) == len(raw_entities)
@@ -276,7 +297,7 @@ def test_media_kind(fields: dict[str, Any], media: str | None) -> None:
 
 def test_fixture_album_becomes_one_post(sample: list[dict[str, Any]]) -> None:
     posts = parse_updates(sample).posts
-    album = [post for post in posts if post.album_items]
+    album = [post for post in posts if post.album_items and post.message_id == 1011]
     assert len(album) == 1
     (post,) = album
     caption = next(
@@ -292,8 +313,27 @@ def test_fixture_album_becomes_one_post(sample: list[dict[str, Any]]) -> None:
 def test_albums_can_be_left_unmerged(sample: list[dict[str, Any]]) -> None:
     posts = parse_updates(sample, group_albums=False).posts
     items = [post for post in posts if post.album_id is not None]
-    assert [post.message_id for post in items] == [1011, 1012, 1013]
-    assert len({post.album_id for post in items}) == 1
+    assert [post.message_id for post in items] == [1011, 1012, 1013, 1023, 1024, 1025]
+    assert len({post.album_id for post in items}) == 2
+
+
+def test_fixture_album_captioned_on_its_second_item_is_one_post(
+    sample: list[dict[str, Any]],
+) -> None:
+    captioned = [_message(raw) for raw in sample if _message(raw).get("message_id") == 1024]
+    posts = [post for post in parse_updates(sample).posts if 1024 in post.album_items]
+    assert [(p.message_id, p.album_items) for p in posts] == [(1023, (1023, 1024, 1025))]
+    assert posts[0].text == captioned[0]["caption"]
+    assert [(e.type, e.text) for e in posts[0].entities] == [("hashtag", "#UNGA79")]
+    assert not any(post.message_id in (1024, 1025) for post in parse_updates(sample).posts)
+
+
+def test_fixture_poll_reads_as_question_and_options(sample: list[dict[str, Any]]) -> None:
+    (poll,) = [_message(raw)["poll"] for raw in sample if "poll" in _message(raw)]
+    (post,) = [post for post in parse_updates(sample).posts if post.media == "poll"]
+    assert post.text.split("\n") == [poll["question"], *(o["text"] for o in poll["options"])]
+    assert post.part_texts("question") == [poll["question"]]
+    assert post.part_texts("option") == [o["text"] for o in poll["options"]]
 
 
 def _album_item(message_id: int, caption: str = "", group: str = "g1") -> Post:
@@ -453,3 +493,46 @@ def test_lone_surrogate_in_text_is_rejected_not_raised() -> None:
     assert result.posts == []
     (rejected,) = result.rejected
     assert "malformed update" in rejected.reason
+
+
+def test_signature_and_custom_emoji_ids_are_kept() -> None:
+    text = "👍 agreed"
+    raw = update(
+        text=text,
+        author_signature="Maria Z.",
+        entities=[entity(text, "👍", "custom_emoji", custom_emoji_id="5368324170671202286")],
+    )
+    post = parse_update(raw)
+    assert post is not None
+    assert post.author == "Maria Z."
+    assert [(e.text, e.custom_emoji_id) for e in post.entities] == [("👍", "5368324170671202286")]
+
+
+def test_giveaway_prize_is_the_text() -> None:
+    giveaway = {"chats": [CHAT], "winners_selection_date": 1727100000, "winner_count": 3,
+                "prize_description": "Three signed copies"}  # fmt: skip
+    post = parse_update(update(giveaway=giveaway))
+    assert post is not None
+    assert (post.media, post.text, post.part_texts("prize")) == (
+        "giveaway",
+        "Three signed copies",
+        ["Three signed copies"],
+    )
+
+
+@pytest.mark.parametrize(
+    "service",
+    [
+        {"pinned_message": {"message_id": 1, "date": 1, "chat": CHAT}},
+        {"new_chat_title": "New name"},
+        {"giveaway_completed": {"winner_count": 0}},
+        {"boost_added": {"boost_count": 4}},
+        {"some_kind_telegram_adds_next_year": {"anything": True}},
+    ],
+)
+def test_service_messages_are_skipped_by_shape_not_by_list(service: dict[str, Any]) -> None:
+    raw = {"update_id": 1, "channel_post": {"message_id": 9, "chat": CHAT, "date": 1727000000}}
+    raw["channel_post"].update(service)
+    result = parse_updates([raw, update(10)])
+    assert [post.message_id for post in result.posts] == [10]
+    assert (result.rejected, result.skipped) == ([], {"service": 1})

@@ -39,9 +39,11 @@ EXPORT: dict[str, Any] = {
 @pytest.mark.parametrize(
     ("name", "source", "count"),
     [
-        ("mfa_russia_sample.json", "botapi", 21),
-        ("mfa_russia_export.json", "export", 19),
+        ("mfa_russia_sample.json", "botapi", 23),
+        ("mfa_russia_export.json", "export", 21),
         ("mfa_russia_preview.html", "preview", 9),
+        ("mfa_russia_preview_2.html", "preview", 2),
+        ("mfa_russia_export_2021.json", "export", 5),
     ],
 )
 def test_fixture_files_are_recognized(
@@ -142,7 +144,7 @@ def test_odd_update_fields_only_ever_reject(key: str, value: object) -> None:
     update = json.loads(json.dumps(UPDATE))
     update["channel_post"][key] = value
     result = parse_bytes(json.dumps([update, UPDATE]).encode(), source_name="fuzz")
-    assert len(result.posts) + len(result.rejected) == 2
+    assert len(result.posts) + len(result.rejected) + sum(result.skipped.values()) == 2
 
 
 @settings(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -55,7 +56,36 @@ def test_fixture_parses_without_rejects(export: dict[str, Any]) -> None:
     result = parse_export(export, source_name="export.json")
     assert result.rejected == []
     assert result.read == len(export["messages"])
-    assert len(result.posts) == len(export["messages"]) - 2  # 1012 and 1013 join 1011
+    services = sum(message["type"] == "service" for message in export["messages"])
+    assert services >= 1
+    assert result.skipped == {"service": services}
+    # 1012 and 1013 join 1011; 1023 and 1025 join 1024's caption (on the album's second item).
+    assert len(result.posts) == len(export["messages"]) - services - 4
+
+
+def test_fixture_album_captioned_on_its_second_item(export: dict[str, Any]) -> None:
+    caption = next(m for m in export["messages"] if m["id"] == 1024)["text_entities"]
+    posts = parse_export(export).posts
+    (album,) = [post for post in posts if 1024 in post.album_items]
+    assert (album.message_id, album.album_items) == (1023, (1023, 1024, 1025))
+    assert album.text == "".join(part["text"] for part in caption)
+    assert [(e.type, e.text) for e in album.entities] == [("hashtag", "#UNGA79")]
+
+
+def test_old_export_dates_are_local_time_read_in_the_given_zone(fixtures_dir: Path) -> None:
+    old = json.loads((fixtures_dir / "mfa_russia_export_2021.json").read_text())
+    modern = {p.message_id: p for p in parse_export(
+        json.loads((fixtures_dir / "mfa_russia_export.json").read_text())).posts}  # fmt: skip
+    assert not any("date_unixtime" in message for message in old["messages"])
+    moscow = parse_export(old, tz=ZoneInfo("Europe/Moscow"))
+    assert moscow.rejected == []
+    assert moscow.posts
+    for post in moscow.posts:
+        assert (post.date, post.edit_date, post.text) == (
+            modern[post.message_id].date, modern[post.message_id].edit_date,
+            modern[post.message_id].text)  # fmt: skip
+    in_utc = {post.message_id: post.date for post in parse_export(old).posts}
+    assert all(in_utc[p.message_id] - p.date == timedelta(hours=3) for p in moscow.posts)
 
 
 def test_channel_named_by_bare_id_unless_given(export: dict[str, Any]) -> None:
@@ -190,7 +220,7 @@ PHOTO = {"photo": FILE_NOT_INCLUDED}
         ({}, True),
         ({"date_unixtime": "1727273406"}, False),
         ({"text": "own caption"}, False),
-        ({"photo": None}, False),
+        ({"photo": None, "text": "a text post"}, False),
         ({"from_id": "channel888"}, False),
     ],
 )
@@ -204,6 +234,23 @@ def test_album_heuristic(follower: dict[str, Any], grouped: bool) -> None:
 
 def test_album_needs_media_on_the_leader() -> None:
     assert ids(chat(message(1, "text post"), message(2, **PHOTO))) == [(1, ()), (2, ())]
+
+
+def test_a_poll_or_sticker_of_the_same_second_is_not_an_album_item() -> None:
+    poll = message(1, poll={"question": "Q?", "answers": [{"text": "a"}]})
+    sticker = message(3, media_type="sticker", sticker_emoji="🙂", file=FILE_NOT_INCLUDED)
+    result = ids(chat(poll, message(2, **PHOTO), sticker))
+    assert result == [(1, ()), (2, ()), (3, ())]
+
+
+def test_album_caption_on_the_last_item() -> None:
+    result = parse_export(chat(message(1, **PHOTO), message(2, **PHOTO), message(3, "c", **PHOTO)))
+    assert [(p.message_id, p.album_items, p.text) for p in result.posts] == [(1, (1, 2, 3), "c")]
+
+
+def test_two_captions_in_one_second_stay_two_posts() -> None:
+    result = ids(chat(message(1, "one", **PHOTO), message(2, "two", **PHOTO)))
+    assert result == [(1, ()), (2, ())]
 
 
 def test_album_never_exceeds_ten_items() -> None:
@@ -250,7 +297,12 @@ def _drop(key: str) -> Breaker:
         (_set("id", 1.5), "id is not an integer"),
         (_drop("id"), "id is not an integer"),
         (_drop("type"), "no type"),
-        (_drop("date_unixtime"), "no date_unixtime"),
+        (lambda raw: {k: v for k, v in raw.items() if not k.startswith("date")}, "no date"),
+        (lambda raw: {**raw, "date_unixtime": None} | {"date": "yesterday"}, "Unix time"),
+        (
+            lambda raw: {k: v for k, v in raw.items() if k != "date_unixtime"} | {"date": "later"},
+            "ISO date",
+        ),
         (_set("date_unixtime", "yesterday"), "date_unixtime"),
         (_set("text", 42), "text is a int"),
         (_set("text", ["ok", 7]), "text part 1"),
@@ -275,14 +327,16 @@ def _full(*chats: object, left: list[object] | None = None) -> dict[str, Any]:
     return data
 
 
-def test_full_account_export_reads_channels_only(export: dict[str, Any]) -> None:
+def test_full_account_export_reads_channels_and_supergroups_only(export: dict[str, Any]) -> None:
     group = chat(message(1, "group talk"), kind="private_supergroup", id_=5)
+    personal = chat(message(3, "hi mum"), message(4, "hi"), kind="personal_chat", id_=6)
     left = chat(message(7, "left channel"), kind="private_channel", id_=9)
-    result = parse_export(_full(group, copy.deepcopy(export), left=[left]))
+    result = parse_export(_full(group, personal, copy.deepcopy(export), left=[left]))
     channels = {post.channel for post in result.posts}
-    assert channels == {f"c/{export['id']}", "c/9"}
-    assert "group talk" not in {post.text for post in result.posts}
-    assert result.read == len(export["messages"]) + 1
+    assert channels == {f"c/{export['id']}", "c/5", "c/9"}
+    assert "hi mum" not in {post.text for post in result.posts}
+    assert result.read == len(export["messages"]) + 4
+    assert result.skipped["not_channel_post"] == 2
 
 
 def test_full_account_rejects_a_broken_chat_and_indexes_by_path() -> None:
@@ -323,3 +377,42 @@ def test_lone_surrogate_in_text_is_rejected_not_raised() -> None:
     result = parse_export(data)
     assert result.posts == []
     assert "malformed message" in result.rejected[0].reason
+
+
+def test_readable_media_text_and_its_parts() -> None:
+    giveaway = message(1, giveaway_information={"quantity": 3, "additional_prize": "A mug"})
+    todo = message(2, todo_list={"title": "Plan", "answers": [{"text": "a"}, {"text": "b"}]})
+    sticker = message(3, media_type="sticker", sticker_emoji="🙂", file=FILE_NOT_INCLUDED)
+    winners = message(4, giveaway_results={"winners": [1], "additional_prize": ""})
+    posts = {p.message_id: p for p in parse_export(chat(giveaway, todo, sticker, winners)).posts}
+    assert (posts[1].media, posts[1].text, posts[1].part_texts("prize")) == (
+        "giveaway",
+        "A mug",
+        ["A mug"],
+    )
+    assert (posts[2].media, posts[2].text) == ("checklist", "Plan\na\nb")
+    assert [part.kind for part in posts[2].parts] == ["title", "item", "item"]
+    assert (posts[3].media, posts[3].part_texts("emoji")) == ("sticker", ["🙂"])
+    assert (posts[4].media, posts[4].text) == ("giveaway_winners", "")
+
+
+def test_signature_custom_emoji_and_forward_origin_id() -> None:
+    signed = message(
+        1,
+        [{"type": "custom_emoji", "text": "👍", "document_id": "5368324170671202286"}, " ok"],
+        author="Maria Z.",
+        forwarded_from="Closed Channel",
+        forwarded_from_id="channel1101806611",
+    )
+    (post,) = parse_export(chat(signed)).posts
+    assert post.author == "Maria Z."
+    assert [(e.type, e.custom_emoji_id) for e in post.entities] == [
+        ("custom_emoji", "5368324170671202286")
+    ]
+    assert post.forward == ForwardOrigin(title="Closed Channel", channel_id=-1001101806611)
+
+
+def test_supergroup_messages_carry_their_sender_as_author() -> None:
+    group = chat(message(1, "hello", **{"from": "Ivan"}), kind="public_supergroup", id_=55)
+    (post,) = parse_export(group).posts
+    assert (post.channel, post.author) == ("c/55", "Ivan")

@@ -335,7 +335,12 @@ def test_service_messages_are_skipped() -> None:
     [
         (block("chan/2", text_div("no date")).replace("<time datetime", "<time data-x"), "time"),
         (block("chan/2", text_div("bad date"), when="yesterday"), "ISO"),
-        (block("chan/2", text_div("no id")).replace('data-post="chan/2"', ""), "data-post"),
+        (
+            block("chan/2", text_div("no id"))
+            .replace('data-post="chan/2"', "")
+            .replace("https://t.me/chan/2", "https://t.me/chan"),
+            "data-post",
+        ),
     ],
 )
 def test_malformed_block_is_rejected_and_the_rest_parses(broken: str, reason: str) -> None:
@@ -407,7 +412,11 @@ def test_absurd_numbers_are_rejected_or_ignored_not_raised() -> None:
     )
     assert parsed.before is None
     assert [post.message_id for post in parsed.posts] == [1]
-    assert [rejected.index for rejected in parsed.rejected] == [1]
+    # The unusable link is not followed: the block keeps the origin's title and, having
+    # nothing to read, is counted as skipped.
+    assert (parsed.rejected, parsed.skipped) == ([], {"service": 1})
+    huge_id = parse_preview(wrap_page(block(f"chan/{huge[:40]}", text_div("x"))))
+    assert (huge_id.posts, len(huge_id.rejected)) == ([], 1)
 
 
 def test_deeply_nested_markup_does_not_exhaust_recursion() -> None:

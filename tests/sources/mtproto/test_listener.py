@@ -122,12 +122,15 @@ async def test_it_is_built_only_when_configured(
         monkeypatch.setenv("TGWATCH_MTPROTO_API_HASH", "not-a-real-hash")
         with capture_logs() as logs:
             assert await build_listeners(base, redis_client, redis_url, sink, stack,
+                                         metrics=Metrics(CollectorRegistry()),
                                          sources=frozenset({"mtproto"})) == []  # fmt: skip
         assert [e["event"] for e in logs] == ["mtproto_no_accounts"]
         SessionVault(tmp_path).save("main", SecretStr("a-session"))
         checks: dict[str, object] = {}
         listeners = await build_listeners(base, redis_client, redis_url, sink, stack,
-                                          sources=frozenset({"mtproto"}), checks=checks)  # type: ignore[arg-type]  # fmt: skip
+                                          metrics=Metrics(CollectorRegistry()),
+                                          sources=frozenset({"mtproto"}),
+                                          checks=checks)  # type: ignore[arg-type]  # fmt: skip
         (listener,) = listeners
         assert isinstance(listener, MtprotoListener)
         assert listener.pool.accounts == ["main"]
@@ -136,7 +139,7 @@ async def test_it_is_built_only_when_configured(
 
 def test_processes_without_the_mtproto_source_never_import_telethon() -> None:
     code = (
-        "import sys; import service.cli, service.runtime, service.status, service.api.ops; "
+        "import sys; import service.cli, service.runtime, service.status, service.ops; "
         "from service.sources.mtproto import listener, pool; "
         "print(sorted(m for m in sys.modules if m.startswith('telethon')))"
     )

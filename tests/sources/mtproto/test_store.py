@@ -126,12 +126,16 @@ async def test_refusals_cached_refs_and_fallback_records(store: AccountStore) ->
 
 
 async def test_channel_pace_is_a_moving_average_of_gaps(store: AccountStore) -> None:
-    assert await store.record_post("alpha", 1000.0) == (1000.0, None, 0)
-    assert await store.record_post("alpha", 1600.0) == (1600.0, 600.0, 1)
-    assert await store.record_post("alpha", 1500.0) == (1600.0, 600.0, 1)  # older: ignored
-    last, interval, samples = await store.record_post("alpha", 1700.0)
+    assert await store.record_posts("alpha", [1000.0]) == (1000.0, None, 0)
+    assert await store.record_posts("alpha", [1600.0]) == (1600.0, 600.0, 1)
+    assert await store.record_posts("alpha", [1500.0]) == (1600.0, 600.0, 1)  # older: ignored
+    last, interval, samples = await store.record_posts("alpha", [1700.0])
     assert (last, samples) == (1700.0, 2)
     assert interval == pytest.approx(next_interval(600.0, 100.0)) == pytest.approx(550.0)
+    # A batch counts each of its gaps, in date order.
+    last, interval, samples = await store.record_posts("alpha", [1900.0, 1800.0])
+    assert (last, samples) == (1900.0, 4)
+    assert interval == pytest.approx(next_interval(next_interval(550.0, 100.0), 100.0))
 
 
 def test_list_and_remove_for_the_cli(redis_client: redis.Redis) -> None:

@@ -3,6 +3,8 @@ deleted versions stored and never queued, the channel's pace exported."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from service.core.post import Post
 from service.metrics import Metrics
+from service.queue import Enqueuer, posts_queue
 from service.sources.mtproto.writer import MIN_PACE_SAMPLES, ChannelWriter
 from service.store.accounts import AccountStore
 from service.store.channels import ChannelStore
@@ -103,3 +106,26 @@ async def test_new_posts_set_the_channel_pace_once_it_is_known(
     assert (health.source, health.failures) == ("mtproto", 0)
     lag = metrics.registry.get_sample_value("tgwatch_source_lag_seconds", {"channel": "chan"})
     assert lag is not None and lag >= datetime.now(UTC).timestamp() - post(6).date.timestamp() - 5
+
+
+async def test_a_cancelled_hand_over_still_queues_each_post_once(
+    stores: tuple[ChannelStore, AccountStore], redis_client: redis.Redis
+) -> None:
+    """A stopping account cancels its work mid hand-over: the posts it claimed must still reach
+    the queue, once, and the watermark follow them."""
+    channels, accounts = stores
+    sink = Enqueuer(redis_client, batch_wait=60)
+    writer = ChannelWriter(sink, channels, accounts)
+    for cut_after in range(1, 7):  # cancel at each of the first awaits of a hand-over
+        posts = [post(100 * cut_after + n) for n in range(1, 4)]
+        task = asyncio.create_task(writer.emit("chan", posts, watermark=posts[-1].message_id))
+        for _ in range(cut_after):
+            await asyncio.sleep(0)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await writer.drain()
+        assert await channels.watermark("chan") == posts[-1].message_id
+    await sink.close()
+    queued = [p["message_id"] for job in posts_queue(redis_client).jobs for p in job.args[0]]
+    assert sorted(queued) == sorted(100 * cut + n for cut in range(1, 7) for n in range(1, 4))

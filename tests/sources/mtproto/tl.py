@@ -92,9 +92,29 @@ def message(bare_id: int, message_id: int, date: datetime, text: str = "", **fie
     )  # fmt: skip
 
 
+def rich(text: str, raw_entities: list[dict[str, Any]] | None) -> Any:
+    return types.TextWithEntities(text, [entity(item) for item in raw_entities or []])
+
+
+def poll(raw: dict[str, Any]) -> Any:
+    answers = [
+        types.PollAnswer(rich(option["text"], option.get("text_entities")), str(n).encode())
+        for n, option in enumerate(raw["options"])
+    ]
+    question = rich(raw["question"], raw.get("question_entities"))
+    return types.MessageMediaPoll(types.Poll(int(raw["id"]), question, answers, hash=0),
+                                  types.PollResults())  # fmt: skip
+
+
 def from_bot_api_message(raw: dict[str, Any]) -> Any:
     date = when(raw["date"])
     bare = bare_channel_id(raw["chat"]["id"])
+    if "pinned_message" in raw:  # a service message: pinning the poll
+        return types.MessageService(
+            id=raw["message_id"], peer_id=types.PeerChannel(bare), date=date, post=True,
+            action=types.MessageActionPinMessage(),
+            reply_to=types.MessageReplyHeader(reply_to_msg_id=raw["pinned_message"]["message_id"]),
+        )  # fmt: skip
     text_field = "text" if "text" in raw else "caption"
     entities_field = "entities" if text_field == "text" else "caption_entities"
     fields: dict[str, Any] = {}
@@ -104,6 +124,8 @@ def from_bot_api_message(raw: dict[str, Any]) -> Any:
         fields["media"] = photo(raw["message_id"], date)
     elif "video" in raw:
         fields["media"] = video(raw["message_id"], date)
+    elif "poll" in raw:
+        fields["media"] = poll(raw["poll"])
     if "media_group_id" in raw:
         fields["grouped_id"] = int(raw["media_group_id"])
     if raw.get("edit_date"):

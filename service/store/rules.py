@@ -1,0 +1,212 @@
+"""The rule set in Redis — subscriptions, watched entities, a version — and the one class that
+writes it, plus the workers' cache of the compiled index that follows its changes.
+
+Layout: ``rules:subscriptions`` and ``rules:entities`` are hashes of id -> JSON (the shapes of
+``Subscription.to_dict`` plus the subscriber store's own fields, and ``WatchedEntity.to_dict``);
+``rules:version`` is a counter. ``RuleStore`` owns all three keys: every change goes through
+``RuleStore.write()``, one MULTI/EXEC transaction that bumps the version exactly once, so a
+worker never compiles a half-written rule set and an import of any size is one recompile.
+A worker's ``RuleCache`` GETs the version at most once a second and recompiles only when it
+moved, so a change is live within ~2 s and no post ever pays for a compile.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+import structlog
+from redis.client import Pipeline
+
+from service import constants
+from service.core.model import WatchedEntity
+from service.core.query.index import RuleIndex
+from service.core.rules import RuleSet, Subscription, query_problem
+from service.redis import text
+
+log = structlog.get_logger(__name__)
+
+SUBSCRIPTIONS_KEY = constants.RULES_SUBSCRIPTIONS_KEY
+ENTITIES_KEY = constants.RULES_ENTITIES_KEY
+VERSION_KEY = constants.RULES_VERSION_KEY
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, sort_keys=True)
+
+
+def _load(value: Any) -> dict[str, Any]:
+    data = json.loads(value)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+class RulesWrite:
+    """One transaction on the rule set: queue changes, then ``RuleStore.write`` runs them with
+    one version bump. ``pipe`` takes the caller's own commands into the same transaction (the
+    subscriber store's indexes)."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        self.pipe = pipe
+        self.changes = 0
+
+    def clear(self) -> None:
+        """Remove every subscription and entity (a rule set replaced whole)."""
+        self.pipe.delete(SUBSCRIPTIONS_KEY, ENTITIES_KEY)
+        self.changes += 1
+
+    def put_subscription(self, record: dict[str, Any]) -> None:
+        self.pipe.hset(SUBSCRIPTIONS_KEY, str(record["id"]), _dump(record))
+        self.changes += 1
+
+    def put_subscriptions(self, records: list[dict[str, Any]]) -> None:
+        if records:
+            self.pipe.hset(SUBSCRIPTIONS_KEY, mapping={str(r["id"]): _dump(r) for r in records})
+            self.changes += len(records)
+
+    def delete_subscriptions(self, *ids: str) -> None:
+        if ids:
+            self.pipe.hdel(SUBSCRIPTIONS_KEY, *ids)
+            self.changes += len(ids)
+
+    def put_entities(self, entities: list[WatchedEntity]) -> None:
+        if entities:
+            self.pipe.hset(ENTITIES_KEY, mapping={e.id: _dump(e.to_dict()) for e in entities})
+            self.changes += len(entities)
+
+    def delete_entities(self, *ids: str) -> None:
+        if ids:
+            self.pipe.hdel(ENTITIES_KEY, *ids)
+            self.changes += len(ids)
+
+
+class RuleStore:
+    """Reads and writes the rule set; the only code that touches its keys."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+
+    @contextmanager
+    def write(self) -> Iterator[RulesWrite]:
+        """A transaction: queue changes on the yielded ``RulesWrite``; on exit they run at once
+        with one version bump (none if nothing was queued)."""
+        pipe = self.client.pipeline(transaction=True)
+        batch = RulesWrite(pipe)
+        yield batch
+        if batch.changes:
+            pipe.incr(VERSION_KEY)
+        pipe.execute()
+
+    def replace(self, ruleset: RuleSet) -> int:
+        """Make ``ruleset`` the whole rule set; returns the new version."""
+        with self.write() as batch:
+            batch.clear()
+            batch.put_subscriptions([sub.to_dict() for sub in ruleset.subscriptions])
+            batch.put_entities(list(ruleset.entities))
+        return self.version()
+
+    def version(self) -> int:
+        value = self.client.get(VERSION_KEY)
+        return int(value) if value is not None else 0
+
+    def record(self, subscription_id: str) -> dict[str, Any] | None:
+        raw = self.client.hget(SUBSCRIPTIONS_KEY, subscription_id)
+        return None if raw is None else _load(raw)
+
+    def records(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """Stored subscription records (of ``ids`` when given, in that order, missing skipped)."""
+        if ids is None:
+            raw = list(self.client.hgetall(SUBSCRIPTIONS_KEY).values())
+        elif ids:
+            raw = [value for value in self.client.hmget(SUBSCRIPTIONS_KEY, ids) if value]
+        else:
+            raw = []
+        return [_load(value) for value in raw]
+
+    def exists(self, subscription_id: str) -> bool:
+        return bool(self.client.hexists(SUBSCRIPTIONS_KEY, subscription_id))
+
+    def entities(self) -> dict[str, WatchedEntity]:
+        raw = self.client.hgetall(ENTITIES_KEY)
+        found = (WatchedEntity.from_dict(_load(value)) for value in raw.values())
+        return {entity.id: entity for entity in found}
+
+    def load(self) -> tuple[int, RuleSet]:
+        """The version and the rule set, read in one transaction.
+
+        A stored subscription that cannot be used (a bad query, an entity that is gone) is left
+        out and logged, so one bad write cannot stop every other subscription from matching.
+        """
+        pipe = self.client.pipeline(transaction=True)
+        pipe.get(VERSION_KEY)
+        pipe.hgetall(SUBSCRIPTIONS_KEY)
+        pipe.hgetall(ENTITIES_KEY)
+        version, raw_subs, raw_entities = pipe.execute()
+        entities = tuple(
+            sorted((WatchedEntity.from_dict(_load(v)) for v in raw_entities.values()),
+                   key=lambda e: e.id)
+        )  # fmt: skip
+        entity_ids = {entity.id for entity in entities}
+        subscriptions = []
+        for key, value in raw_subs.items():
+            try:
+                sub = Subscription.from_dict(_load(value))
+            except (KeyError, TypeError, ValueError):
+                log.warning("rule_unreadable", subscription=text(key))
+                continue
+            problem = query_problem(sub.id, sub.query, entity_ids)
+            if problem:
+                log.warning("rule_skipped", subscription=sub.id, problem=problem)
+                continue
+            subscriptions.append(sub)
+        subscriptions.sort(key=lambda sub: sub.id)
+        number = int(version) if version is not None else 0
+        return number, RuleSet(entities, tuple(subscriptions))
+
+
+class RuleCache:
+    """The compiled index a worker matches with, rebuilt only when the rules' version moves.
+
+    ``get()`` is called per batch (or per post): it costs nothing between checks, one GET per
+    ``interval`` seconds, and a compile only after a change.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        interval: float = constants.RULES_CHECK_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = RuleStore(client)
+        self.interval = interval
+        self.clock = clock
+        self.version: int | None = None
+        self._index: RuleIndex | None = None
+        self.ruleset = RuleSet()  # the rule set the current index was compiled from
+        self._checked = float("-inf")
+
+    def get(self) -> RuleIndex:
+        now = self.clock()
+        if self._index is not None and now - self._checked < self.interval:
+            return self._index
+        self._checked = now
+        if self._index is not None and self.store.version() == self.version:
+            return self._index
+        started = time.perf_counter()
+        version, ruleset = self.store.load()
+        self._index = RuleIndex.build(ruleset)
+        self.ruleset = ruleset
+        self.version = version
+        log.info(
+            "rules_compiled",
+            version=version,
+            subscriptions=len(self._index),
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        return self._index
