@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from service.commands.subscriptions import subscriptions
-from service.core.rules import parse_rules
+from service.core.rules import RulesError, parse_rules
 from service.store.rules import RuleStore
 from service.store.subscribers import (
     StoredSubscription,
@@ -30,7 +30,9 @@ subscriptions:
     query: 'entity:lavrov'
     notify:
       - telegram: -1001234567890
-      - webhook: {url: "https://example.org/hook", secret: "whsec_c2VjcmV0"}
+      - webhook:
+          url: "https://example.org/hook"
+          secret: "whsec_c3Vic2NyaXB0aW9ucy1maWxlLXRlc3Qtc2VjcmV0"
   - id: ceasefire
     name: Ceasefire, not rumours
     query: '(ceasefire OR перемирие) AND NOT (rumor OR слухи)'
@@ -89,9 +91,12 @@ def test_export_round_trips(redis_client: redis.Redis) -> None:
 
 
 def test_invalid_target_is_refused(redis_client: redis.Redis) -> None:
-    bad = RULES.replace('secret: "whsec_c2VjcmV0"', 'secret: ""')
+    bad = RULES.replace('secret: "whsec_c3Vic2NyaXB0aW9ucy1maWxlLXRlc3Qtc2VjcmV0"', 'secret: ""')
+    with pytest.raises(RulesError, match='line 10: a target of subscription "lavrov"'):
+        parse_rules(bad)
     with pytest.raises(ValueError, match='subscription "lavrov": target 2'):
-        import_ruleset(redis_client, parse_rules(bad))
+        import_ruleset(redis_client, parse_rules(bad, targets=None))
+    assert RuleStore(redis_client).records() == []
 
 
 def test_cli_import_and_export(

@@ -73,6 +73,8 @@ def _deliver(context: PostStage, alerts: list[Alert], report: StageReport) -> No
             continue
         report.alerts += 1
         subscription = context.rules.subscriptions.get(alert.subscription_id)
+        # The owner's own alert stream (GET /v1/alerts reads it in one call); once per alert.
+        context.match_state.index_owner_alert(alert, subscription.owner if subscription else None)
         if subscription is None or not subscription.notify:
             continue
         report.deliveries += enqueue_deliveries(

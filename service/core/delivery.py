@@ -7,11 +7,12 @@ rotation). A Telegram target may carry the subscriber's delivery preferences (``
 adds it), so a webhook endpoint's identity — its delivery log, its disabled state — is
 per (owner, URL) and two tenants with the same URL share nothing. ``validate_target`` is the
 stricter check of a target being created or imported (``service.core.targets``);
-``parse_target`` only decodes what was stored. A ``DeliveryJob`` is one alert to one target at one attempt; its JSON form
-(``to_dict``/``from_dict``) is the RQ job payload. What became of an attempt is an ``Outcome``
-whose ``status`` comes from ``DeliveryStatus``: the senders say it, the dispatcher acts on it and
-the metrics count it (``service.metrics`` maps each status to one label value). Retry timing is
-``service.core.retry``'s, shared by Telegram, webhooks and digests.
+``parse_target`` only decodes what was stored. A ``DeliveryJob`` is one alert to one target
+at one attempt; its JSON form (``to_dict``/``from_dict``) is the RQ job payload. What became of
+an attempt is an ``Outcome`` whose ``status`` comes from ``DeliveryStatus``: the senders say it,
+the dispatcher acts on it and the metrics count it (``service.metrics`` maps each status to one
+label value). Retry timing is ``service.core.retry``'s, shared by Telegram, webhooks and
+digests.
 """
 
 from __future__ import annotations
@@ -186,7 +187,6 @@ def validate_target(data: object, policy: TargetPolicy = STRICT) -> dict[str, An
         secret: str | list[str] = secrets[0] if len(secrets) == 1 else list(secrets)
         return {"webhook": {"url": url, "secret": secret}}
     raise ValueError("a target is either telegram: CHAT_ID or webhook: {url, secret}")
-
 
 
 @dataclass(frozen=True, slots=True)

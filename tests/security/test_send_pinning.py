@@ -8,13 +8,16 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpcore
 import pytest
 import redis
 
 from service.core.delivery import DeliveryJob, DeliveryStatus, parse_target
+from service.core.targets import TargetPolicy
 from tests.delivery.conftest import SECRET, ContextFactory, Scheduled, make_alert
 from tests.delivery.receiver import WebhookReceiver
 from workers.delivery.dispatch import process
+from workers.delivery.pinning import PinnedBackend
 
 _real_getaddrinfo = socket.getaddrinfo
 PUBLIC = "127.0.0.2"  # plays a public address: the policy below lets it through
@@ -70,10 +73,12 @@ def _port(receiver: WebhookReceiver) -> int:
 
 
 def _patch(monkeypatch: pytest.MonkeyPatch, resolver: Callable[..., Any]) -> None:
+    """The system resolver replaced (what every resolution in the process goes through), and
+    the address check of the connection step replaced by ``_refuse_internal``."""
     monkeypatch.setattr(socket, "getaddrinfo", resolver)
-    import workers.delivery.webhook as webhook
+    from workers.delivery import pinning
 
-    monkeypatch.setattr(webhook, "address_refusal", _refuse_internal)
+    monkeypatch.setattr(pinning, "address_refusal", _refuse_internal)
 
 
 async def test_rebinding_resolver_cannot_reach_loopback(
@@ -121,3 +126,64 @@ async def test_failing_resolver_refuses(
     assert internal.received == [], "an unresolvable name was let through"
     assert outcome.status == DeliveryStatus.RETRY and "resolve" in outcome.detail
     assert [j.attempt for j, _ in scheduled.jobs] == [1]
+
+
+class _RecordingStream(httpcore.AsyncNetworkStream):
+    """A connection that records the TLS handshake it is asked for, then fails it (the
+    ``timeout`` parameters are httpcore's interface)."""
+
+    def __init__(self, seen: dict[str, Any]) -> None:
+        self.seen = seen
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109
+        return b""
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+    async def start_tls(
+        self,
+        ssl_context: Any,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
+    ) -> httpcore.AsyncNetworkStream:
+        self.seen["sni"] = server_hostname
+        raise httpcore.ConnectError("handshake recorded")
+
+
+class _RecordingBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self) -> None:
+        self.seen: dict[str, Any] = {}
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> Any:
+        self.seen["connected_to"] = host
+        return _RecordingStream(self.seen)
+
+    async def sleep(self, seconds: float) -> None:
+        return None
+
+
+async def test_tls_keeps_the_name_for_sni_while_connecting_to_the_checked_address() -> None:
+    async def resolver(host: str, port: int) -> list[str]:
+        return ["93.184.215.14"]
+
+    recording = _RecordingBackend()
+    backend = PinnedBackend(TargetPolicy(), resolver, inner=recording)
+    pool = httpcore.AsyncConnectionPool(network_backend=backend)
+    with pytest.raises(httpcore.ConnectError):
+        await pool.request("POST", "https://hooks.example.org/x", content=b"{}")
+    assert recording.seen == {"connected_to": "93.184.215.14", "sni": "hooks.example.org"}
+
+
+async def test_redirects_are_not_followed(
+    receiver: WebhookReceiver, make_context: ContextFactory
+) -> None:
+    receiver.status_ok = 307  # "go elsewhere": a failed attempt, never a second request
+    scheduled = Scheduled()
+    context = make_context(schedule=scheduled, webhook_schedule=(30,))
+    outcome = await process(context, _job(receiver.url))
+    assert outcome.status == DeliveryStatus.RETRY and outcome.detail == "HTTP 307"
+    assert len(receiver.received) == 1

@@ -26,7 +26,9 @@ REFUSED = [
 
 @pytest.mark.parametrize("url", REFUSED)
 async def test_api_refuses_the_target_at_creation(api: Api, url: str) -> None:
-    status, body = await api.call("POST", "/v1/subscriptions", {"query": "x", "targets": [hook(url)]})
+    status, body = await api.call(
+        "POST", "/v1/subscriptions", {"query": "x", "targets": [hook(url)]}
+    )
     assert status == 422, body
     assert body["error"]["code"] == "invalid_target"
     assert url not in body["error"]["message"]
@@ -90,9 +92,7 @@ def test_import_refuses_and_writes_nothing(
     assert RuleStore(redis_client).records() == []
 
 
-def test_loopback_allowed_by_the_setting(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_loopback_allowed_by_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from service.commands.rules import rules
 
     monkeypatch.chdir(tmp_path)

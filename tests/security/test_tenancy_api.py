@@ -17,7 +17,13 @@ from service.store.subscribers import SubscriberStore
 from tests.security.conftest import Api, hook
 
 URL = "https://hooks.example.org/shared"
-POST = {"channel": "chan", "message_id": 5, "text": "x", "date": "2024-05-01T10:00:00+00:00"}
+POST = {
+    "channel": "chan",
+    "message_id": 5,
+    "text": "x",
+    "date": "2024-05-01T10:00:00+00:00",
+    "content_hash": "h5",
+}
 
 
 async def _create(api: Api, who: str, sub_id: str, **fields: Any) -> dict[str, Any]:
@@ -100,7 +106,9 @@ async def test_delivery_log_and_disabled_state_are_per_tenant(
     assert status == 200 and log_b["deliveries"] == []
     target_b = parse_target({**hook(URL), "owner": "api:beta"})
     assert Ledger(redis_client).disabled(target_b.key) is None
-    assert (await api.call("GET", f"/v1/endpoints/{endpoint_a['id']}/deliveries", who="b"))[0] == 404
+    assert (await api.call("GET", f"/v1/endpoints/{endpoint_a['id']}/deliveries", who="b"))[
+        0
+    ] == 404
 
 
 async def test_alerts_and_dead_letters_are_per_tenant(api: Api, redis_client: redis.Redis) -> None:

@@ -50,7 +50,11 @@ class Chats:
                     "from": {"id": user or chat, "is_bot": False, "first_name": "U"},
                     "text": text,
                     "entities": [
-                        {"type": "bot_command", "offset": 0, "length": len(text.split()[0])}
+                        {
+                            "type": "bot_command",
+                            "offset": 0,
+                            "length": len(text.split(maxsplit=1)[0]),
+                        }
                     ],
                 },
             }
@@ -128,12 +132,10 @@ async def test_a_tenant_s_chat_stops_receiving_but_cannot_pause_mute_or_delete(
     chats: Chats,
 ) -> None:
     tenant = chats.store.create(
-        StoredSubscription(
-            "plan~t", "lavrov", "Plan", ({"telegram": Y}, hook()), owner="api:alpha"
-        )
+        StoredSubscription("plan~t", "lavrov", "Plan", ({"telegram": Y}, hook()), owner="api:alpha")
     )
     assert "No watch" in await chats.send(f"/pause {tenant.id}", Y)
-    mute, unwatch = _callbacks(tenant.id)
+    mute, _unwatch = _callbacks(tenant.id)
     assert "not yours" in await chats.press(mute, Y)
     assert not chats.store.require(tenant.id).muted()
     assert "no longer" in (await chats.send(f"/unwatch {tenant.id}", Y)).lower()
