@@ -9,7 +9,8 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
-QUERY_SYNTAX = list('()"«»“”„/\\*-=:#$@., \t\n') + [
+QUERY_SYNTAX = [
+    *'()"«»“”„/\\*-=:#$@., \t\n',
     "AND", "OR", "NOT", " AND ", " OR ", "NOT ", "/i", "domain:", "channel:", "lang:",
     "topic:", "entity:", "лавров", "Санкции", "ceasefire", "ё", "\u0301", "\u200b", "🇷🇺",
     "{500}", ".", "[", "]", "(?", "\\p{L}", "\\b", "+", "?", "|", "^", "$",
@@ -23,7 +24,8 @@ queries = st.one_of(
     ),
 )
 
-YAML_SYNTAX = list("&*!|>-:[]{}#'\"%@`?,\n \t") + [
+YAML_SYNTAX = [
+    *"&*!|>-:[]{}#'\"%@`?,\n \t",
     "subscriptions:", "entities:", "\n  - id: ", "\n    query: ", "\n    notify: ",
     "\n    paused: ", "\n    aliases: ", "webhook:", "telegram:", "url:", "secret:", "&a ",
     "*a", "!!python/object:os.system", "!!binary", "<<: ", "---", "...", "null", "~", "1e400",

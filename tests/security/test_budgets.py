@@ -96,7 +96,7 @@ async def test_owner_budgets(limited: Api) -> None:
 async def test_a_page_of_alerts_is_a_bounded_number_of_redis_calls(
     limited: Api, redis_client: redis.Redis
 ) -> None:
-    status, mine = await limited.call("POST", "/v1/subscriptions", {"query": "x"})
+    status, _mine = await limited.call("POST", "/v1/subscriptions", {"query": "x"})
     post = Post("chan", 1, datetime.now(UTC), "x").to_dict()
     other = json.dumps(Alert("someone-else", post, matched_at=1.0).to_dict())
     with redis_client.pipeline(transaction=False) as pipe:
