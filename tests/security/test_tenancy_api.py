@@ -162,3 +162,27 @@ async def test_no_api_key_makes_the_bot_message_a_chat_that_did_not_agree(
     assert (await api.call("DELETE", "/v1/telegram/links/777"))[0] == 204
     [sub] = SubscriberStore(redis_client).subscriptions("api:alpha")
     assert sub.targets == ()  # unlinking takes the chat out of the tenant's subscriptions
+
+
+async def test_an_operator_s_rules_file_never_removes_tenants_subscriptions(
+    api: Api, redis_client: redis.Redis
+) -> None:
+    """`rules load` and `subscriptions import --prune` make the file the operator's setup: the
+    operator's subscriptions the file lacks go, the tenants' (API, bot) stay as they are."""
+    from service.core.rules import parse_rules
+    from service.store.subscription import StoredSubscription
+    from service.subscriptions_file import import_ruleset
+
+    await _create(api, "a", "tenant-watch")
+    store = SubscriberStore(redis_client)
+    store.create(StoredSubscription("chat-watch", "x", targets=({"telegram": 42},), owner="tg:42"))
+    store.create(StoredSubscription("old-operator-watch", "x"))
+    ruleset = parse_rules("subscriptions:\n  - id: new\n    query: lavrov\n")
+    summary = import_ruleset(redis_client, ruleset, prune=True)
+    assert summary.removed == ["old-operator-watch"]
+    kept = {sub.id: sub.owner for sub in store.all()}
+    assert kept == {
+        "chat-watch": "tg:42",
+        "new": None,
+        _internal_id(redis_client, "api:alpha"): "api:alpha",
+    }
