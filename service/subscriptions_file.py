@@ -95,7 +95,10 @@ def import_ruleset(
             writes.append(
                 replace(old, query=new.query, name=new.name, targets=new.targets, paused=new.paused)
             )
-    removed = sorted(set(existing) - {sub.id for sub in incoming}) if prune else []
+    # A rules file is the operator's setup: pruning removes the operator's subscriptions it
+    # lacks, never a subscriber's (a tenant's or a chat's, which have an owner).
+    operators = {sub_id for sub_id, sub in existing.items() if sub.owner is None}
+    removed = sorted(operators - {sub.id for sub in incoming}) if prune else []
     with store.rules.write() as batch:
         _import_entities(batch, stored_entities, ruleset.entities, prune, summary)
         store.write(writes, {sub.id: existing.get(sub.id) for sub in writes}, batch)

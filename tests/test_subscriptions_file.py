@@ -67,11 +67,13 @@ def test_change_and_prune(redis_client: redis.Redis) -> None:
     import_ruleset(redis_client, parse_rules(RULES))
     store = SubscriberStore(redis_client)
     store.create(StoredSubscription("s1", "truce", targets=({"telegram": 5},), owner="tg:5"))
+    store.create(StoredSubscription("s2", "truce"))  # the operator's own
     changed = RULES.replace("paused: true", "paused: false")
     summary = import_ruleset(redis_client, parse_rules(changed))
     assert summary.changed == ["ceasefire"] and summary.removed == []
     summary = import_ruleset(redis_client, parse_rules(changed), prune=True)
-    assert summary.removed == ["s1"] and store.get("s1") is None
+    assert summary.removed == ["s2"] and store.get("s2") is None
+    assert store.get("s1") is not None  # a chat's watch is never pruned by the operator's file
 
 
 def test_export_round_trips(redis_client: redis.Redis) -> None:

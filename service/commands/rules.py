@@ -213,9 +213,9 @@ def _explain_term(term: q.Term, entities: dict[str, WatchedEntity]) -> str:
 def load(path: Path) -> None:
     """Make PATH the whole rule set in Redis: workers pick it up within ~2 s.
 
-    Subscriptions the file lacks are removed; those it names keep what the file does not say
-    (owner, mode, mute from the bot or the API). `tgwatch subscriptions import` adds and
-    changes without removing.
+    The operator's subscriptions the file lacks are removed (never a subscriber's: those made
+    in the bot or the API stay); those it names keep what the file does not say (owner, mode,
+    mute). `tgwatch subscriptions import` adds and changes without removing.
     """
     from service.commands.root import open_root
     from service.store.rules import RuleStore
