@@ -40,6 +40,7 @@ from service.core.model import WatchedEntity
 from service.core.query.budget import check_regex_cost
 from service.core.query.parser import Field, QueryError, parse, terms
 from service.core.targets import STRICT, TargetPolicy
+from service.core.yaml_screen import line_of, screen_yaml, yaml_problem
 
 # Ids: letters, digits, "_", "-", "." (and "~", which scopes a tenant's ids; see the API).
 _ID_RE = re.compile(r"[A-Za-z0-9][\w.\-~]*")
@@ -167,12 +168,6 @@ class RulesError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def _line_of(data: bytes | str, position: int) -> int:
-    if isinstance(data, bytes):
-        return data[:position].count(b"\n") + 1
-    return data[:position].count("\n") + 1
-
-
 def load_rules(
     path: Path,
     *,
@@ -196,51 +191,9 @@ def load_rules(
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        problem = RuleProblem(_line_of(data, exc.start), "not UTF-8 text")
+        problem = RuleProblem(line_of(data, exc.start), "not UTF-8 text")
         raise RulesError([problem], str(path)) from None
     return parse_rules(text, source=str(path), targets=targets, regex_ms=regex_ms)
-
-
-def _yaml_problem(exc: yaml.YAMLError, text: str) -> RuleProblem:
-    """A YAML error as a problem with its line (every error carries a mark or a position)."""
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    if mark is not None:
-        line: int | None = mark.line + 1
-    elif isinstance(getattr(exc, "position", None), int):
-        line = _line_of(text, exc.position)  # type: ignore[attr-defined]
-    else:
-        line = None
-    reason = getattr(exc, "problem", None) or getattr(exc, "reason", None) or type(exc).__name__
-    return RuleProblem(line, f"not valid YAML: {reason}")
-
-
-def _screen(text: str) -> list[RuleProblem]:
-    """Problems found walking the YAML events before anything is built: anchors, aliases, tags
-    and nesting deeper than RULES_YAML_MAX_DEPTH (after which the walk stops)."""
-    problems: list[RuleProblem] = []
-    depth = 0
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            line = event.start_mark.line + 1 if event.start_mark is not None else None
-            if isinstance(event, yaml.AliasEvent):
-                problems.append(RuleProblem(line, "aliases (*name) are not allowed"))
-            elif getattr(event, "anchor", None) is not None:
-                problems.append(RuleProblem(line, "anchors (&name) are not allowed"))
-            if getattr(event, "tag", None) is not None:
-                problems.append(RuleProblem(line, "tags (!name, !!type) are not allowed"))
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > constants.RULES_YAML_MAX_DEPTH:
-                    limit = constants.RULES_YAML_MAX_DEPTH
-                    problems.append(RuleProblem(line, f"nested deeper than {limit} levels"))
-                    break
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-            if len(problems) >= constants.RULES_PROBLEMS_MAX:
-                break
-    except yaml.YAMLError as exc:
-        problems.append(_yaml_problem(exc, text))
-    return problems
 
 
 def parse_rules(
@@ -251,13 +204,13 @@ def parse_rules(
     regex_ms: float | None = constants.REGEX_COST_MAX_MS,
 ) -> RuleSet:
     """Parse and validate rules-file text (see the module docstring for the format)."""
-    screened = _screen(text)
+    screened = screen_yaml(text, constants.RULES_YAML_MAX_DEPTH, constants.RULES_PROBLEMS_MAX)
     if screened:
-        raise RulesError(screened, source)
+        raise RulesError([RuleProblem(line, message) for line, message in screened], source)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise RulesError([_yaml_problem(exc, text)], source) from None
+        raise RulesError([RuleProblem(*yaml_problem(exc, text))], source) from None
     reader = _Reader(targets, regex_ms)
     ruleset = reader.read(root)
     if reader.problems:

@@ -166,3 +166,23 @@ async def test_slow_query_tests_do_not_stall_other_requests(
     finally:
         release.set()
         await asyncio.gather(*tests, return_exceptions=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TGWATCH_LIMIT_SUBSCRIPTIONS", "0"),
+        ("TGWATCH_LIMIT_REGEXES", "many"),
+        ("TGWATCH_LIMIT_REGEX_MS", "0"),
+        ("TGWATCH_LIMIT_TEST_SECONDS", "inf"),
+    ],
+)
+def test_a_bad_limit_is_one_line_naming_it(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.config import ConfigError, load_settings
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_env_file=None)
+    assert str(caught.value).startswith(f"{name}:") and "\n" not in str(caught.value)
