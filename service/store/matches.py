@@ -9,7 +9,7 @@ Keys (all under ``constants.KEY_PREFIX``):
 - ``alerts`` — a stream (capped) of the alerts that go out, ``{"alert": <Alert JSON>}``.
 - ``decided:<channel>/<id>@<hash>`` — the alerts decided for a post version, kept a day so a
   retried batch hands the same alerts to delivery instead of deciding again.
-- ``owner-alerts:<owner>`` — a stream (capped) of one owner's alerts, so a tenant's page of
+- ``owner-alerts:<owner>`` — a stream (capped) of one API owner's alerts, so a tenant's page of
   alerts is one read however many alerts of others the main stream holds; an alert goes in once
   (``owner-alerted:<owner>:<alert id>``, kept as long as a decision is), even when a retried
   batch hands it to delivery again.
@@ -52,6 +52,10 @@ return 0
 """
 
 
+# Owners that read their alerts through the API (``service.store.subscription.api_subscriber``).
+API_OWNER = "api:"
+
+
 def owner_alerts_key(owner: str) -> str:
     return f"{constants.OWNER_ALERTS_PREFIX}{owner}"
 
@@ -66,9 +70,10 @@ class RedisMatchState:
         self._index_owner = client.register_script(_INDEX_OWNER_ALERT)
 
     def index_owner_alert(self, alert: Alert, owner: str | None) -> bool:
-        """Put an outgoing alert in its owner's stream (once; nothing for the operator's own
-        subscriptions, whose alerts the main stream holds). One round trip. True when added."""
-        if owner is None or alert.suppressed is not None:
+        """Put an outgoing alert in its owner's stream, once, when the owner reads its alerts
+        through the API (an ``api:`` owner; the operator reads the main stream, and a bot chat
+        gets its alerts as messages). One round trip. True when added."""
+        if owner is None or not owner.startswith(API_OWNER) or alert.suppressed is not None:
             return False
         added = self._index_owner(
             keys=[f"{constants.OWNER_ALERTED_PREFIX}{owner}:{alert.id}", owner_alerts_key(owner)],

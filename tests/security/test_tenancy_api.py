@@ -186,3 +186,47 @@ async def test_an_operator_s_rules_file_never_removes_tenants_subscriptions(
         "new": None,
         _internal_id(redis_client, "api:alpha"): "api:alpha",
     }
+
+
+class _NoEnrichment:
+    def enrich(self, _post: object) -> object:
+        from service.core.model import Enrichment
+
+        return Enrichment()
+
+    def with_watched(self, _entities: object) -> _NoEnrichment:
+        return self
+
+
+async def test_the_post_stage_files_each_alert_under_its_owner_once(
+    api: Api, redis_client: redis.Redis
+) -> None:
+    """The call in workers/pipeline.py: a tenant's alert lands on its own page, once, even when
+    a retried batch hands the same decided alert to delivery again."""
+    from datetime import UTC, datetime
+
+    from service.core.post import Post
+    from service.delivery_queue import deliveries_queue
+    from service.metrics import Metrics
+    from service.store.matches import RedisMatchState
+    from service.store.posts import PostStore
+    from workers.context import LiveRules, PostStage
+    from workers.pipeline import StageReport, process_post, process_posts
+
+    await api.call("POST", "/v1/subscriptions", {"id": "lavrov", "query": "лавров"})
+    await api.call("POST", "/v1/subscriptions", {"id": "other", "query": "лавров"}, who="b")
+    metrics = Metrics()
+    stage = PostStage(
+        redis=redis_client, metrics=metrics, posts=PostStore(redis_client),
+        enricher=_NoEnrichment(),  # type: ignore[arg-type]
+        rules=LiveRules(redis_client, metrics), match_state=RedisMatchState(redis_client),
+        deliveries=deliveries_queue(redis_client),
+    )  # fmt: skip
+    post = Post("mfa_russia", 7, datetime.now(UTC), "Сергей Лавров прибыл")
+    process_posts(stage, [post])
+    [decided] = stage.match_state.decided([post.version_key])
+    assert decided is not None and len(decided) == 2
+    process_post(stage, post, StageReport(), saved=decided)  # a retry hands them over again
+    for who, public in (("a", "lavrov"), ("b", "other")):
+        status, page = await api.call("GET", "/v1/alerts", who=who)
+        assert [a["subscription_id"] for a in page["alerts"]] == [public]
