@@ -228,5 +228,5 @@ async def test_the_post_stage_files_each_alert_under_its_owner_once(
     assert decided is not None and len(decided) == 2
     process_post(stage, post, StageReport(), saved=decided)  # a retry hands them over again
     for who, public in (("a", "lavrov"), ("b", "other")):
-        status, page = await api.call("GET", "/v1/alerts", who=who)
+        _status, page = await api.call("GET", "/v1/alerts", who=who)
         assert [a["subscription_id"] for a in page["alerts"]] == [public]
