@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -258,6 +259,14 @@ class _WebhookHandler(SimpleRequestHandler):
     def __init__(self, dispatcher: Dispatcher, bot: Bot, secret: str, intake: UpdateIntake) -> None:
         super().__init__(dispatcher, bot, handle_in_background=False, secret_token=secret)
         self.intake = intake
+
+    def verify_secret(self, telegram_secret_token: str, bot: Bot) -> bool:
+        """The presented secret compared in constant time, as bytes: a header holding
+        characters outside ASCII is a wrong secret (401), not an error (``compare_digest``
+        refuses non-ASCII strings)."""
+        expected = (self.secret_token or "").encode("utf-8")
+        presented = telegram_secret_token.encode("utf-8", "surrogateescape")
+        return bool(expected) and secrets.compare_digest(presented, expected)
 
     async def handle(self, request: web.Request) -> web.Response:
         bot = await self.resolve_bot(request)
