@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck check bench install clean
+.PHONY: demo test test-fast lint typecheck check bench fuzz install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench_pipeline.py
 	$(BIN)/python scripts/bench_rules.py
 	$(BIN)/python scripts/bench_enrich.py
+
+## The long fuzz run of the parsers of hostile input (10,000 cases per target; docs/security.md).
+fuzz: $(STAMP)
+	$(BIN)/python scripts/fuzz_safety.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

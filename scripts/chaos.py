@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from service.core.rules import parse_rules  # noqa: E402 - after the path is set
 from service.core.signing import SignatureError, verify  # noqa: E402
+from service.core.targets import TargetPolicy  # noqa: E402
 from service.queue import SEEN_PREFIX  # noqa: E402
 from service.store.rules import RuleStore  # noqa: E402
 from service.store.workers import WorkerLeases  # noqa: E402
@@ -190,7 +191,8 @@ class Run:
         await self.receiver.start()
         await self.telegram.start()
         client = redis.Redis.from_url(self.server.url)
-        RuleStore(client).replace(parse_rules(rules_yaml(self.receiver)))
+        loopback = TargetPolicy(allow_loopback=True)  # the receiver is on this machine
+        RuleStore(client).replace(parse_rules(rules_yaml(self.receiver), targets=loopback))
         client.close()
         expected = write_updates(self.work / "updates.jsonl", self.posts)
         with self.group_log.open("wb") as log:
@@ -243,6 +245,38 @@ class Run:
         telegram = [(m["chat_id"], m.get("text") or "") for m in self.telegram.sent]
         unique = len(self.receiver.ids) + len(set(telegram))
         return unique, self.receiver.raw + len(telegram)
+
+    def diagnose(self) -> list[str]:
+        """Where the missing alerts are, when some are: decided but never received, dead
+        letters, jobs still queued or held."""
+        notes: list[str] = []
+        try:
+            client = self.client()
+            alerts = [json.loads(fields[b"alert"])
+                      for _, fields in client.xrange("tgwatch:alerts", count=100_000)]  # fmt: skip
+            hooks = {a["id"] for a in alerts if a["subscription_id"] == "ceasefire"}
+            webhook_missing = sorted(hooks - set(self.receiver.ids))
+            chats = {a["post"]["link"] for a in alerts if a["subscription_id"] != "ceasefire"}
+            sent = " ".join(str(m.get("text")) for m in self.telegram.sent)
+            telegram_missing = sorted(link for link in chats if link not in sent)
+            dead = client.llen("tgwatch:delivery:dead")
+            queued = {
+                q: client.llen(f"rq:queue:{q}") for q in ("tgwatch-posts", "tgwatch-deliveries")
+            }
+            failed = {
+                q: client.zcard(f"rq:failed:{q}") for q in ("tgwatch-posts", "tgwatch-deliveries")
+            }
+            client.close()
+        except redis.RedisError as exc:
+            return [f"diagnosis failed: {exc}"]
+        if dead or any(failed.values()):
+            notes.append(f"dead letters {dead}, failed jobs {failed}")
+        if any(queued.values()):
+            notes.append(f"still queued {queued}")
+        if webhook_missing or telegram_missing:
+            notes.append(f"decided, not received: webhook {webhook_missing[:3]}, "
+                         f"telegram {telegram_missing[:3]} (of {len(alerts)} decided)")  # fmt: skip
+        return notes
 
     def restarts(self) -> int:
         text = self.group_log.read_text(errors="replace") if self.group_log.exists() else ""
@@ -360,6 +394,7 @@ async def run_fault(name: str, posts: int, work: Path, seed: int) -> Result:
         except TimeoutError:
             result.notes.append(f"not recovered after {GIVE_UP_SECONDS:.0f} s")
         await asyncio.sleep(2.0)  # late duplicates, if any, show up here
+        result.notes.extend(run.diagnose())
         result.stored = run.stored()
         result.unique, result.raw = run.delivered()
         result.restarts = run.restarts()
@@ -390,7 +425,8 @@ async def main_async(args: argparse.Namespace) -> bool:
     names = list(SHORT) if args.short else (args.fault or list(FAULTS))
     posts = args.posts or (600 if args.short else 5000)
     results = []
-    with tempfile.TemporaryDirectory(prefix="tgwatch-chaos-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="tgwatch-chaos-") as tmp_dir:
+        tmp = args.keep or tmp_dir
         for number, name in enumerate(names):
             work = Path(tmp) / name
             work.mkdir()
@@ -407,6 +443,7 @@ def main() -> None:
     parser.add_argument("--fault", action="append", choices=sorted(FAULTS),
                         help="run only these faults (repeatable)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", help="keep each fault's logs and data in this directory")
     ok = asyncio.run(main_async(parser.parse_args()))
     sys.exit(0 if ok else 1)
 

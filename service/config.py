@@ -1,7 +1,8 @@
 """Typed settings from TGWATCH_* variables and an optional .env file, loaded once per process.
 
 ``load_settings`` is the one way a process reads its configuration: the main ``Settings`` plus
-its parts (``settings.bot``: TGWATCH_BOT_*, ``settings.delivery``: TGWATCH_DELIVERY_*). Any bad
+its parts (``settings.bot``: TGWATCH_BOT_*, ``settings.delivery``: TGWATCH_DELIVERY_*,
+``settings.limits``: TGWATCH_LIMIT_*). Any bad
 value becomes a ``ConfigError`` whose message is one line naming the variable, never the value
 (it may be a secret).
 """
@@ -15,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from service import constants
+from service.core.targets import TargetPolicy
 
 # ISO 639-1 codes the language detector (lingua) knows.
 _LINGUA_CODES = (
@@ -95,6 +97,10 @@ class DeliverySettings(BaseSettings):
     max_inline_wait: float = Field(default=constants.TELEGRAM_MAX_INLINE_WAIT_SECONDS, ge=0)
     lease_seconds: float = Field(default=constants.DELIVERY_LEASE_SECONDS, gt=0, le=3600)
 
+    def target_policy(self) -> TargetPolicy:
+        """Which webhook addresses besides public ones these settings allow."""
+        return TargetPolicy(self.allow_private_targets, self.allow_loopback_targets)
+
     @field_validator("webhook_schedule", "telegram_schedule", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
@@ -114,6 +120,37 @@ class DeliverySettings(BaseSettings):
                 f"delays must be between 0 and {constants.RETRY_DELAY_MAX_SECONDS:.0f} seconds"
             )
         return value
+
+
+class LimitSettings(BaseSettings):
+    """Budgets per owner (an API key's owner, a bot chat) and per request (TGWATCH_LIMIT_*)."""
+
+    model_config = _config("TGWATCH_LIMIT_")
+
+    subscriptions: int = Field(
+        default=constants.OWNER_SUBSCRIPTIONS_MAX, ge=1, le=1_000_000,
+        description="subscriptions one owner may have",
+    )  # fmt: skip
+    regexes: int = Field(
+        default=constants.OWNER_REGEXES_MAX, ge=0, le=100_000,
+        description="regex terms across one owner's subscriptions",
+    )  # fmt: skip
+    regex_ms: float = Field(
+        default=constants.REGEX_COST_MAX_MS, gt=0, le=10_000,
+        description="most a regex may cost on a 4,096-character post (ms)",
+    )  # fmt: skip
+    test_per_minute: int = Field(
+        default=constants.TEST_PER_MINUTE, ge=1, le=100_000,
+        description="query tests one API key or chat may run per minute",
+    )  # fmt: skip
+    test_seconds: float = Field(
+        default=constants.TEST_SECONDS_MAX, gt=0, le=300,
+        description="time one query test may take before it answers with what it has",
+    )  # fmt: skip
+    test_posts: int = Field(
+        default=constants.TEST_POSTS_MAX, ge=1, le=1_000_000,
+        description="posts one query test may scan",
+    )  # fmt: skip
 
 
 class Settings(BaseSettings):
@@ -173,6 +210,7 @@ class Settings(BaseSettings):
     )
     bot: BotSettings = Field(default_factory=BotSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     def secret_values(self) -> list[str]:
         """The secrets of this configuration, to scrub from every log line."""
@@ -236,4 +274,7 @@ def load_settings(**overrides: Any) -> Settings:
     delivery = overrides.pop("delivery", None) or _build(
         DeliverySettings, "TGWATCH_DELIVERY_", **env_file
     )
-    return _build(Settings, "TGWATCH_", bot=bot, delivery=delivery, **env_file, **overrides)
+    limits = overrides.pop("limits", None) or _build(LimitSettings, "TGWATCH_LIMIT_", **env_file)
+    return _build(
+        Settings, "TGWATCH_", bot=bot, delivery=delivery, limits=limits, **env_file, **overrides
+    )

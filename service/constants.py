@@ -109,6 +109,10 @@ QUERY_PREFIX_MIN_LENGTH = 2
 # a pattern like `.{1000}x` blows up, and 1 MiB each keeps a few hundred regexes under ~300 MB.
 REGEX_MAX_LENGTH = 500
 REGEX_MAX_MEM = 1 << 20
+# A regex is refused when one scan of a 4,096-character post it does not match costs more than
+# this (service.core.query.budget; TGWATCH_LIMIT_REGEX_MS): ordinary regexes cost ~0.02 ms,
+# `/.{500}x/` ~15-30 ms, and fifty of those made every post take two seconds.
+REGEX_COST_MAX_MS = 1.0
 # Highlights kept per match: every hit of a long post, yet a bounded alert payload.
 HIGHLIGHTS_MAX = 50
 # Rules live in Redis so every worker sees the same set: one hash of subscriptions (id -> JSON),
@@ -116,6 +120,13 @@ HIGHLIGHTS_MAX = 50
 RULES_SUBSCRIPTIONS_KEY = KEY_PREFIX + "rules:subscriptions"
 RULES_ENTITIES_KEY = KEY_PREFIX + "rules:entities"
 RULES_VERSION_KEY = KEY_PREFIX + "rules:version"
+# A rules file is the operator's setup, not a data dump: larger than this is a mistake.
+RULES_FILE_MAX_BYTES = 10 * 1024 * 1024
+# Rules files nest three levels (subscriptions > item > notify > webhook); deeper is an attack on
+# the recursive YAML composer, refused before it runs.
+RULES_YAML_MAX_DEPTH = 20
+# A broken file reports at most this many problems: enough to fix it, bounded for a hostile one.
+RULES_PROBLEMS_MAX = 100
 # Workers GET the version at most this often: one cheap command a second, and a change is live
 # within the 2 s the rule engine promises (plus the time to compile it).
 RULES_CHECK_INTERVAL_SECONDS = 1.0
@@ -130,6 +141,11 @@ ALERTED_TEXT_TTL_SECONDS = 7 * 24 * 3600
 # Alerts that go out, for delivery; capped (approximately, which is cheap) so Redis stays flat.
 ALERTS_STREAM = KEY_PREFIX + "alerts"
 ALERTS_STREAM_MAXLEN = 100_000
+# Each owner's alerts again, in a stream of its own, so GET /v1/alerts is one bounded read
+# whatever everyone else's alerts hold; capped like the main stream, for one subscriber.
+OWNER_ALERTS_PREFIX = KEY_PREFIX + "owner-alerts:"
+OWNER_ALERTED_PREFIX = KEY_PREFIX + "owner-alerted:"
+OWNER_ALERTS_MAXLEN = 10_000
 
 # --- Delivery ---------------------------------------------------------------------------------
 # Every key the delivery workers write starts with this, so `SCAN tgwatch:delivery:*` shows them.
@@ -246,6 +262,15 @@ SUBSCRIBER_CHAT_SUBS_PREFIX = KEY_PREFIX + "chat-subs:"
 SUBSCRIPTION_DIGEST_FALLBACK = "1h"
 # The preview poller's dynamic channel list (/add_channel, the API), beside TGWATCH_CHANNELS.
 POLLER_CHANNELS_KEY = KEY_PREFIX + "poller:channels"
+# A chat agrees to an API tenant's alerts by sending the bot a one-time code the tenant got from
+# the API: good for an hour (long enough to pass it on, short enough not to linger), 18 random
+# bytes (24 characters, fit for a /start deep link), only its SHA-256 stored. Links are a set of
+# chats per owner (``subscriber:<owner>:chats``) and a set of owners per chat.
+LINK_CODE_PREFIX = KEY_PREFIX + "link-code:"
+CHAT_LINKS_PREFIX = KEY_PREFIX + "chat-links:"
+LINK_CODE_TTL_SECONDS = 3600
+LINK_CODE_BYTES = 18
+LINK_CODE_MAX_CHARS = 64
 # API keys: hash key id -> JSON {name, owner, admin, sha256, created_at}; the key itself is
 # never stored, only its SHA-256 (a random 32-byte key needs no slow hash).
 API_KEYS_KEY = KEY_PREFIX + "apikeys"
@@ -261,6 +286,33 @@ TEST_API_MAX_HITS = 100
 API_PAGE_MAX = 500
 # Request bodies of the API are small JSON documents; anything larger is refused (413).
 API_MAX_BODY_BYTES = 256 * 1024
+# A request body nests a subscription's targets three levels deep; deeper is refused (422).
+API_JSON_MAX_DEPTH = 32
+# Names and other free text of a request: a name is for people to read.
+API_TEXT_MAX_CHARS = 1000
+# Targets of one subscription: a few chats and endpoints; one alert makes a job per target.
+SUBSCRIPTION_TARGETS_MAX = 20
+# One redelivery request enqueues at most this many dead letters (call again for more), so it
+# stays one bounded request.
+REDELIVER_MAX = 1000
+# --- Budgets per owner (TGWATCH_LIMIT_*) -------------------------------------------------------
+# Subscriptions one owner (an API key's owner, a bot chat) may have: far more than a person
+# tends, few enough that listing and re-merging them stays one cheap request.
+OWNER_SUBSCRIPTIONS_MAX = 500
+# Regex terms across one owner's subscriptions: each is measured under REGEX_COST_MAX_MS, so an
+# owner's regexes cost at most this many times that per post.
+OWNER_REGEXES_MAX = 20
+# Query tests (`/test`, POST /v1/test) one API key or chat may start per minute, how long one may
+# run before it answers with what it has, and how many posts it may scan: eight parallel tests
+# once stalled the API for 14 s.
+TEST_PER_MINUTE = 20
+TEST_SECONDS_MAX = 2.0
+TEST_POSTS_MAX = 5000
+# Request budgets (service/store/quotas.py): one counter per budget, caller and minute.
+RATE_PREFIX = KEY_PREFIX + "rate:"
+# Query tests run on a pool of their own, this many at a time, so the API's other handlers keep
+# the shared default pool.
+TEST_THREADS = 2
 # A mute from an alert's button lasts at most a week: callback data comes from the client and
 # could ask for any length.
 MUTE_MAX_SECONDS = 7 * 24 * 3600

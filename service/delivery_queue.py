@@ -9,7 +9,6 @@ and description (RQ's default description would quote the payload, which holds w
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 from datetime import timedelta
 from typing import Any
 
@@ -87,23 +86,25 @@ def redeliver(
     queue: Queue,
     alert_id: str | None = None,
     *,
-    subscriptions: Collection[str] | None = None,
+    owner: str | None = None,
+    limit: int | None = None,
 ) -> int:
-    """Enqueue dead letters again — of ``alert_id`` (all when None), of ``subscriptions`` only
-    when given — with the same alert id (webhook-id); returns how many.
+    """Enqueue dead letters again — of ``alert_id`` (all when None), of ``owner`` only when
+    given (read from that owner's own list), at most ``limit`` — with the same alert id
+    (webhook-id); returns how many.
 
     A redelivered job starts a fresh retry schedule (attempt 0) and skips digest planning. It is
     enqueued before its dead letter is removed, so a crash in between can only enqueue it twice,
     which the ledger's sent marker makes harmless.
     """
     count = 0
-    for raw in ledger.raw_dead_letters():
+    for raw in ledger.raw_dead_letters(owner):
+        if limit is not None and count >= limit:
+            break
         entry = json.loads(raw)
         payload = entry.get("job") or {}
         alert = payload.get("alert") or {}
         if alert_id is not None and alert.get("id") != alert_id:
-            continue
-        if subscriptions is not None and alert.get("subscription_id") not in subscriptions:
             continue
         try:
             job = DeliveryJob.from_dict({**payload, "attempt": 0, "held": True})

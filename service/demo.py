@@ -21,6 +21,7 @@ from aiohttp import web
 
 from service.core.rules import parse_rules
 from service.core.signing import SignatureError, verify
+from service.core.targets import TargetPolicy
 from service.sources.replay import ReplayBotAPI
 from service.store.rules import RuleStore
 
@@ -83,7 +84,9 @@ class Demo:
             .replace("__WEBHOOK_SECRET__", secret)
             .replace("__CHAT__", str(DEMO_CHAT))
         )
-        RuleStore(connection).replace(parse_rules(text, str(DEMO_RULES)))
+        # The demo's own receiver is on loopback, which its workers are told to allow.
+        ruleset = parse_rules(text, str(DEMO_RULES), targets=TargetPolicy(allow_loopback=True))
+        RuleStore(connection).replace(ruleset)
         return cls(replay, receiver)
 
     def worker_env(self) -> dict[str, str]:

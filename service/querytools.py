@@ -6,6 +6,7 @@ adds the watched entities stored in Redis and the recent posts of the post store
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,7 @@ from service import constants
 from service.core.model import Highlight, WatchedEntity
 from service.core.post import Post
 from service.core.query import parser as q
+from service.core.query.budget import check_regex_cost
 from service.core.query.index import RuleIndex
 from service.core.query.match import word_key
 from service.core.text import is_cyrillic
@@ -29,14 +31,18 @@ def stored_entities(client: redis.Redis) -> dict[str, WatchedEntity]:
     return RuleStore(client).entities()
 
 
-def check_query(query: str, entities: dict[str, WatchedEntity]) -> q.Node:
-    """The parsed query; QueryError (message, position) when it does not parse or names an
-    entity that is not watched."""
+def check_query(
+    query: str, entities: dict[str, WatchedEntity], *, regex_ms: float | None = None
+) -> q.Node:
+    """The parsed query; QueryError (message, position) when it does not parse, names an
+    entity that is not watched, or (with ``regex_ms``) holds a regex costlier than that."""
     tree = q.parse(query)
     for term, _positive in q.terms(tree):
         if isinstance(term, q.Field) and term.name == "entity" and term.value not in entities:
             known = ", ".join(sorted(entities)) or "none yet"
             raise q.QueryError(f'unknown entity "{term.value}" (watched: {known})', term.position)
+    if regex_ms is not None:
+        check_regex_cost(tree, regex_ms)
     return tree
 
 
@@ -74,6 +80,7 @@ class TestResult:
     channels: int = 0
     hits: list[Hit] = field(default_factory=list)
     total_hits: int = 0
+    truncated: bool = False  # the post or time budget ran out before every post was scanned
 
 
 def run_test(
@@ -84,16 +91,28 @@ def run_test(
     channels: list[str] | None = None,
     per_channel: int = constants.TEST_POSTS_PER_CHANNEL,
     max_hits: int = constants.TEST_API_MAX_HITS,
+    max_posts: int = constants.TEST_POSTS_MAX,
+    seconds: float = constants.TEST_SECONDS_MAX,
+    regex_ms: float | None = constants.REGEX_COST_MAX_MS,
 ) -> TestResult:
-    """Run ``query`` over the recent stored posts (newest first); QueryError if it is invalid."""
-    check_query(query, entities)
+    """Run ``query`` over the recent stored posts (newest first); QueryError if it is invalid.
+    At most ``max_posts`` posts and ``seconds`` of matching: past either, the result so far is
+    returned with ``truncated`` set."""
+    deadline = time.monotonic() + seconds
+    check_query(query, entities, regex_ms=regex_ms)
     index = RuleIndex.from_queries([(_TEST_ID, query)], entities.values())
     store = PostStore(client)
     names = channels if channels is not None else store.channels()
     result = TestResult(channels=min(len(names), constants.TEST_MAX_CHANNELS))
     hits: list[Hit] = []
     for channel in names[: constants.TEST_MAX_CHANNELS]:
-        for version in store.recent(channel, per_channel):
+        if result.scanned >= max_posts or time.monotonic() > deadline:
+            result.truncated = True
+            break
+        for version in store.recent(channel, min(per_channel, max_posts - result.scanned)):
+            if time.monotonic() > deadline:
+                result.truncated = True
+                break
             result.scanned += 1
             for match in index.match(version.post, version.enrichment):
                 hits.append(Hit(version.post, match.highlights))

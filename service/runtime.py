@@ -89,6 +89,7 @@ async def build_listeners(
             client=connection,
             access=BotAccess.from_settings(settings.bot),
             static_channels=list(settings.channels),
+            limits=settings.limits,
         )
         listeners.append(bot_listener)
     from service.store import watchlist

@@ -1,9 +1,10 @@
 """A whole setup (entities, subscriptions, where alerts go) kept in one rules file: import and
 export (`tgwatch subscriptions import|export`, `tgwatch rules load`, TGWATCH_RULES_FILE).
 
-Import validates with the rule engine's loader (``service.core.rules``) and the delivery
-targets' parser, then writes through the subscription store in one rule-set transaction;
-running it twice changes nothing the second time. Export writes the same YAML back.
+Import validates with the rule engine's loader (``service.core.rules``) and the targets'
+checks (``service.core.targets``, under the settings' policy), then writes through the
+subscription store in one rule-set transaction; running it twice changes nothing the second
+time. Export writes the same YAML back.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import yaml
 
 from service.core.model import WatchedEntity
 from service.core.rules import RuleSet
+from service.core.targets import STRICT, TargetPolicy
 from service.store.rules import RulesWrite
 from service.store.subscribers import StoredSubscription, SubscriberStore, validate_targets
 
@@ -54,15 +56,22 @@ def _file_view(sub: StoredSubscription) -> dict[str, Any]:
     return sub.file_dict()
 
 
-def import_ruleset(client: redis.Redis, ruleset: RuleSet, *, prune: bool = False) -> ImportSummary:
+def import_ruleset(
+    client: redis.Redis,
+    ruleset: RuleSet,
+    *,
+    prune: bool = False,
+    policy: TargetPolicy = STRICT,
+) -> ImportSummary:
     """Bring the stored setup in line with ``ruleset`` in one transaction (one rules-version
-    bump, so workers compile the whole import once); ValueError when a target is invalid."""
+    bump, so workers compile the whole import once); ValueError when a target is invalid or
+    refused under ``policy`` (nothing is written then)."""
     summary = ImportSummary()
     store = SubscriberStore(client)
     incoming: list[StoredSubscription] = []
     for rule in ruleset.subscriptions:
         try:
-            targets = validate_targets(rule.notify)
+            targets = validate_targets(rule.notify, policy)
         except ValueError as exc:
             raise ValueError(f'subscription "{rule.id}": {exc}') from None
         incoming.append(
@@ -86,7 +95,10 @@ def import_ruleset(client: redis.Redis, ruleset: RuleSet, *, prune: bool = False
             writes.append(
                 replace(old, query=new.query, name=new.name, targets=new.targets, paused=new.paused)
             )
-    removed = sorted(set(existing) - {sub.id for sub in incoming}) if prune else []
+    # A rules file is the operator's setup: pruning removes the operator's subscriptions it
+    # lacks, never a subscriber's (a tenant's or a chat's, which have an owner).
+    operators = {sub_id for sub_id, sub in existing.items() if sub.owner is None}
+    removed = sorted(operators - {sub.id for sub in incoming}) if prune else []
     with store.rules.write() as batch:
         _import_entities(batch, stored_entities, ruleset.entities, prune, summary)
         store.write(writes, {sub.id: existing.get(sub.id) for sub in writes}, batch)

@@ -11,7 +11,7 @@ import yaml
 from click.testing import CliRunner
 
 from service.commands.subscriptions import subscriptions
-from service.core.rules import parse_rules
+from service.core.rules import RulesError, parse_rules
 from service.store.rules import RuleStore
 from service.store.subscribers import (
     StoredSubscription,
@@ -30,7 +30,9 @@ subscriptions:
     query: 'entity:lavrov'
     notify:
       - telegram: -1001234567890
-      - webhook: {url: "https://example.org/hook", secret: "whsec_c2VjcmV0"}
+      - webhook:
+          url: "https://example.org/hook"
+          secret: "whsec_c3Vic2NyaXB0aW9ucy1maWxlLXRlc3Qtc2VjcmV0"
   - id: ceasefire
     name: Ceasefire, not rumours
     query: '(ceasefire OR перемирие) AND NOT (rumor OR слухи)'
@@ -65,11 +67,13 @@ def test_change_and_prune(redis_client: redis.Redis) -> None:
     import_ruleset(redis_client, parse_rules(RULES))
     store = SubscriberStore(redis_client)
     store.create(StoredSubscription("s1", "truce", targets=({"telegram": 5},), owner="tg:5"))
+    store.create(StoredSubscription("s2", "truce"))  # the operator's own
     changed = RULES.replace("paused: true", "paused: false")
     summary = import_ruleset(redis_client, parse_rules(changed))
     assert summary.changed == ["ceasefire"] and summary.removed == []
     summary = import_ruleset(redis_client, parse_rules(changed), prune=True)
-    assert summary.removed == ["s1"] and store.get("s1") is None
+    assert summary.removed == ["s2"] and store.get("s2") is None
+    assert store.get("s1") is not None  # a chat's watch is never pruned by the operator's file
 
 
 def test_export_round_trips(redis_client: redis.Redis) -> None:
@@ -89,9 +93,12 @@ def test_export_round_trips(redis_client: redis.Redis) -> None:
 
 
 def test_invalid_target_is_refused(redis_client: redis.Redis) -> None:
-    bad = RULES.replace('secret: "whsec_c2VjcmV0"', 'secret: ""')
+    bad = RULES.replace('secret: "whsec_c3Vic2NyaXB0aW9ucy1maWxlLXRlc3Qtc2VjcmV0"', 'secret: ""')
+    with pytest.raises(RulesError, match='line 10: a target of subscription "lavrov"'):
+        parse_rules(bad)
     with pytest.raises(ValueError, match='subscription "lavrov": target 2'):
-        import_ruleset(redis_client, parse_rules(bad))
+        import_ruleset(redis_client, parse_rules(bad, targets=None))
+    assert RuleStore(redis_client).records() == []
 
 
 def test_cli_import_and_export(

@@ -57,8 +57,6 @@ def _decide(
         alerts = alerting.process(
             post, matches, context.match_state, enrichment=enrichment, now=now
         )
-    if alerts:
-        context.match_state.save_decided(post.version_key, alerts)
     return alerts
 
 
@@ -74,7 +72,13 @@ def _deliver(context: PostStage, alerts: list[Alert], report: StageReport) -> No
             continue
         report.alerts += 1
         subscription = context.rules.subscriptions.get(alert.subscription_id)
-        if subscription is None or not subscription.notify:
+        # The owner's own alert stream (GET /v1/alerts reads it in one call); once per alert.
+        context.match_state.index_owner_alert(alert, subscription.owner if subscription else None)
+        if subscription is None:
+            # Deleted since the alert was decided (a retried batch reuses its decisions).
+            log.warning("alert_subscription_gone", subscription=alert.subscription_id)
+            continue
+        if not subscription.notify:
             continue
         report.deliveries += enqueue_deliveries(
             context.deliveries,
@@ -115,6 +119,9 @@ def process_posts(context: PostStage, posts: list[Post]) -> StageReport:
     """Run the post stage over a batch of post versions."""
     started = time.perf_counter()
     report = StageReport(received=len(posts))
+    # The rules first: a redone batch reuses decided alerts without matching, and its alerts
+    # still need the subscriptions' targets (a fresh worker has none loaded before this).
+    context.rules.current()
     # Two round trips for the whole batch instead of two per post.
     stored = context.posts.has_versions(posts)
     saved = context.match_state.decided([post.version_key for post in posts])

@@ -43,7 +43,13 @@ _BOOL = {"type": "boolean"}
 _TARGET = {
     "oneOf": [
         _obj(
-            {"telegram": {"type": ["integer", "string"], "description": "a chat id"}}, ["telegram"]
+            {
+                "telegram": {
+                    "type": ["integer", "string"],
+                    "description": "a chat id; the chat must have linked itself to your key",
+                }
+            },
+            ["telegram"],
         ),
         _obj(
             {
@@ -52,7 +58,8 @@ _TARGET = {
                         "url": _STR,
                         "secret": {
                             "oneOf": [_STR, {"type": "array", "items": _STR}],
-                            "description": "whsec_... (a list while rotating); read back as ***",
+                            "description": "whsec_ + base64 of 24-64 bytes, or 16-256 "
+                            "printable characters (a list while rotating); read back as ***",
                         },
                     },
                     ["url", "secret"],
@@ -130,6 +137,7 @@ SCHEMAS: dict[str, Any] = {
             "scanned": _INT,
             "channels": _INT,
             "total_hits": _INT,
+            "truncated": {**_BOOL, "description": "the post or time budget ran out first"},
             "hits": {
                 "type": "array",
                 "items": _obj(
@@ -199,14 +207,26 @@ SCHEMAS: dict[str, Any] = {
     ),
     "ChannelAdd": _obj({"channel": {**_STR, "examples": ["@durov"]}}, ["channel"]),
     "ChannelAdded": _obj({"channel": _STR, "added": _BOOL}),
+    "LinkCode": _obj(
+        {
+            "code": {**_STR, "description": "one-time; the chat sends /link CODE to the bot"},
+            "expires_in": {**_INT, "description": "seconds"},
+            "send_to_bot": _STR,
+        }
+    ),
+    "LinkedChats": _obj({"chats": {"type": "array", "items": _INT}}),
 }
 
 _ERRORS = {
     "400": "Invalid JSON, or an invalid query (with its position)",
     "401": "Missing or unknown API key",
     "404": "Not found",
-    "409": "Already exists",
-    "422": "A field is missing, of the wrong type or out of range",
+    "409": "Already exists (one of your own)",
+    "413": "Body too large",
+    "422": "A field is missing, of the wrong type or out of range; a refused target; a limit",
+    "429": "Rate limited (Retry-After says when to try again)",
+    "500": "An internal error (logged)",
+    "503": "The store is unavailable",
 }
 
 

@@ -1,10 +1,12 @@
 """The bot's composition: routers joined in one place, access control, workflow data, polling.
 
-Handlers get ``store`` (SubscriberStore), ``redis`` (a sync client, used through threads),
-``access`` (BotAccess) and ``static_channels`` (the settings' channels) by parameter name from
-the dispatcher's workflow data. ``setup_dispatcher`` also serves a process that already runs a
-Dispatcher for the same token (the bot listener), since Telegram allows one getUpdates consumer
-per token: include the routers there and add ``ALLOWED_UPDATES`` to its allowed updates.
+Handlers get ``store`` (SubscriberStore, holding owners to their limits), ``redis`` (a sync
+client, used through threads), ``access`` (BotAccess), ``static_channels`` (the settings'
+channels), ``limits`` (TGWATCH_LIMIT_*), ``test_budget`` (query tests per chat and minute) and
+``tests`` (the pool query tests run on) by parameter name from the dispatcher's workflow
+data. ``setup_dispatcher`` also serves a process that already runs a Dispatcher for the same
+token (the bot listener), since Telegram allows one getUpdates consumer per token: include the
+routers there and add ``ALLOWED_UPDATES`` to its allowed updates.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import redis
@@ -21,15 +24,17 @@ from aiogram.types import TelegramObject, User
 
 from service import constants
 from service.bot.access import BotAccess
-from service.bot.routers import callbacks, channels, settings, start, watch
-from service.store.subscribers import SubscriberStore
+from service.bot.routers import callbacks, channels, links, settings, start, watch
+from service.config import LimitSettings
+from service.store.quotas import RequestBudget
+from service.store.subscribers import OwnerLimits, SubscriberStore
 
 log = structlog.get_logger(__name__)
 
 # The update types the subscriber bot handles: commands and the alerts' buttons.
 ALLOWED_UPDATES = ("message", "callback_query")
 # Every router of the bot, in the order updates try them.
-ROUTER_MODULES = (start, watch, settings, channels, callbacks)
+ROUTER_MODULES = (start, links, watch, settings, channels, callbacks)
 
 
 class AccessMiddleware(BaseMiddleware):
@@ -60,25 +65,35 @@ def setup_dispatcher(
     client: redis.Redis,
     access: BotAccess,
     static_channels: list[str] | None = None,
+    limits: LimitSettings | None = None,
 ) -> Dispatcher:
-    """Join the subscriber routers into ``dispatcher`` and give it their workflow data."""
+    """Join the subscriber routers into ``dispatcher`` and give it their workflow data.
+    ``limits`` are the settings' (read from the environment when not given)."""
+    limits = limits or LimitSettings()
     middleware = AccessMiddleware(access)
     dispatcher.message.outer_middleware(middleware)
     dispatcher.callback_query.outer_middleware(middleware)
     dispatcher.include_routers(*(module.build_router() for module in ROUTER_MODULES))
-    dispatcher["store"] = SubscriberStore(client)
+    dispatcher["store"] = SubscriberStore(client, OwnerLimits(limits.subscriptions, limits.regexes))
     dispatcher["redis"] = client
     dispatcher["access"] = access
     dispatcher["static_channels"] = list(static_channels or ())
+    dispatcher["limits"] = limits
+    dispatcher["test_budget"] = RequestBudget(client, "bot-test", limits.test_per_minute)
+    dispatcher["tests"] = ThreadPoolExecutor(constants.TEST_THREADS, thread_name_prefix="bot-test")
     return dispatcher
 
 
 def build_dispatcher(
-    client: redis.Redis, access: BotAccess, static_channels: list[str] | None = None
+    client: redis.Redis,
+    access: BotAccess,
+    static_channels: list[str] | None = None,
+    limits: LimitSettings | None = None,
 ) -> Dispatcher:
     return setup_dispatcher(
-        Dispatcher(), client=client, access=access, static_channels=static_channels
-    )
+        Dispatcher(), client=client, access=access, static_channels=static_channels,
+        limits=limits,
+    )  # fmt: skip
 
 
 class BotRefusedError(RuntimeError):

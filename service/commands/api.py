@@ -17,13 +17,18 @@ def api(host: str, port: int) -> None:
     from aiohttp import web
 
     from service.api.http import build_app
-    from service.commands.root import open_root
+    from service.commands.root import fail, open_root
     from service.metrics import Metrics
     from service.runtime import serve_ops
 
     log = structlog.get_logger(__name__)
     with open_root() as root:
-        app = build_app(root.redis.client, root.settings.channels)
+        app = build_app(
+            root.redis.client,
+            root.settings.channels,
+            policy=root.settings.delivery.target_policy(),
+            limits=root.settings.limits,
+        )
         stack = AsyncExitStack()
 
         async def ops_up(_app: web.Application) -> None:
@@ -36,7 +41,10 @@ def api(host: str, port: int) -> None:
         app.on_startup.append(ops_up)
         app.on_cleanup.append(ops_down)
         log.info("api_starting", host=host, port=port)
-        web.run_app(app, host=host, port=port, print=None, access_log=None)
+        try:
+            web.run_app(app, host=host, port=port, print=None, access_log=None)
+        except OSError as exc:  # the address is taken or not ours: one line, exit 1
+            fail(f"cannot serve the API on {host}:{port}: {exc.strerror or type(exc).__name__}")
 
 
 @click.group("apikeys")
@@ -50,13 +58,15 @@ def apikeys() -> None:
 @click.option("--admin", is_flag=True, help="See every subscription; change channels.")
 def create_key(name: str, owner: str | None, admin: bool) -> None:
     """Create a key called NAME and print it once: it cannot be shown again."""
-    from service.commands.root import open_root
+    from service.commands.root import fail, open_root
     from service.store.apikeys import ApiKeyStore
     from service.store.subscribers import SubscriberStore, api_subscriber
 
+    if not name.strip() or not name.isprintable() or len(name) > 100:
+        fail("an API key needs a name: up to 100 printable characters")
     with open_root() as root:
         store = ApiKeyStore(root.redis.client)
-        owner = owner or api_subscriber(name)
+        owner = owner or api_subscriber(name.strip())
         SubscriberStore(root.redis.client).ensure_subscriber(owner, "api")
         key, record = store.create(name, owner, admin)
     click.echo(key)

@@ -39,7 +39,9 @@ def bot() -> None:
         from service.telegram import make_bot
 
         access = BotAccess.from_settings(root.settings.bot)
-        dispatcher = build_dispatcher(root.redis.client, access, root.settings.channels)
+        dispatcher = build_dispatcher(
+            root.redis.client, access, root.settings.channels, root.settings.limits
+        )
         bot_client = make_bot(token.get_secret_value(), root.settings.telegram_api_url)
         log.info("bot_starting", allowed=len(access.allowed), admins=len(access.admins))
 

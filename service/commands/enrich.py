@@ -22,7 +22,7 @@ def _watched_from(rules: Path | None) -> tuple[WatchedEntity, ...]:
     from service.core.rules import RulesError, load_rules
 
     try:
-        return load_rules(rules).entities
+        return load_rules(rules, targets=None, regex_ms=None).entities
     except RulesError as exc:
         raise click.ClickException(str(exc)) from None
 

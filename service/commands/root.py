@@ -98,8 +98,10 @@ def load_rules_file(root: Root) -> None:
     from service.core.rules import load_rules
     from service.subscriptions_file import import_ruleset
 
+    policy = root.settings.delivery.target_policy()
     try:
-        summary = import_ruleset(root.redis.client, load_rules(path))
+        ruleset = load_rules(path, targets=policy, regex_ms=root.settings.limits.regex_ms)
+        summary = import_ruleset(root.redis.client, ruleset, policy=policy)
     except RulesError as exc:
         echo_rules_problems(exc, path, "tgwatch: TGWATCH_RULES_FILE ")
         sys.exit(2)

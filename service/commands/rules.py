@@ -24,9 +24,21 @@ from service.core.text import is_cyrillic
 EXCERPT_CONTEXT = 40  # characters shown either side of the first highlight in the table
 
 
-def _load_or_exit(path: Path) -> RuleSet:
+def _load_or_exit(path: Path, *, as_imported: bool = False) -> RuleSet:
+    """The rules file, or every problem printed and exit 1. ``as_imported`` checks it as an
+    import would: its webhook targets under TGWATCH_DELIVERY_ALLOW_*_TARGETS and its regexes
+    under TGWATCH_LIMIT_REGEX_MS (else only what a backtest or an explanation needs)."""
     try:
-        return load_rules(path)
+        if as_imported:
+            from service.commands.root import read_settings
+
+            settings = read_settings()
+            return load_rules(
+                path,
+                targets=settings.delivery.target_policy(),
+                regex_ms=settings.limits.regex_ms,
+            )
+        return load_rules(path, targets=None, regex_ms=None)
     except RulesError as exc:
         echo_rules_problems(exc, path)
         sys.exit(1)
@@ -134,8 +146,8 @@ def rules() -> None:
 @rules.command("check")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def check(path: Path) -> None:
-    """Validate a rules file; every problem is printed with its line."""
-    ruleset = _load_or_exit(path)
+    """Validate a rules file as an import would; every problem is printed with its line."""
+    ruleset = _load_or_exit(path, as_imported=True)
     paused = sum(1 for sub in ruleset.subscriptions if sub.paused)
     click.echo(
         f"{path}: ok — {len(ruleset.subscriptions)} subscriptions ({paused} paused), "
@@ -201,18 +213,21 @@ def _explain_term(term: q.Term, entities: dict[str, WatchedEntity]) -> str:
 def load(path: Path) -> None:
     """Make PATH the whole rule set in Redis: workers pick it up within ~2 s.
 
-    Subscriptions the file lacks are removed; those it names keep what the file does not say
-    (owner, mode, mute from the bot or the API). `tgwatch subscriptions import` adds and
-    changes without removing.
+    The operator's subscriptions the file lacks are removed (never a subscriber's: those made
+    in the bot or the API stay); those it names keep what the file does not say (owner, mode,
+    mute). `tgwatch subscriptions import` adds and changes without removing.
     """
     from service.commands.root import open_root
     from service.store.rules import RuleStore
     from service.subscriptions_file import import_ruleset
 
-    ruleset = _load_or_exit(path)
+    ruleset = _load_or_exit(path, as_imported=True)
     with open_root() as root:
         try:
-            summary = import_ruleset(root.redis.client, ruleset, prune=True)
+            summary = import_ruleset(
+                root.redis.client, ruleset, prune=True,
+                policy=root.settings.delivery.target_policy(),
+            )  # fmt: skip
         except ValueError as exc:
             click.echo(f"{path}: {exc}", err=True)
             raise SystemExit(1) from None

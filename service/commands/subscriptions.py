@@ -18,18 +18,20 @@ def subscriptions() -> None:
 @click.option("--prune", is_flag=True, help="Remove stored subscriptions the file lacks.")
 def import_command(path: Path, prune: bool) -> None:
     """Load PATH (idempotent) and print what was added, changed, unchanged, removed."""
-    from service.commands.root import echo_rules_problems, open_root
+    from service.commands.root import echo_rules_problems, open_root, read_settings
     from service.core.rules import RulesError, load_rules
     from service.subscriptions_file import import_ruleset
 
+    settings = read_settings()
+    policy = settings.delivery.target_policy()
     try:
-        ruleset = load_rules(path)
+        ruleset = load_rules(path, targets=policy, regex_ms=settings.limits.regex_ms)
     except RulesError as exc:
         echo_rules_problems(exc, path)
         sys.exit(1)
-    with open_root() as root:
+    with open_root(settings) as root:
         try:
-            summary = import_ruleset(root.redis.client, ruleset, prune=prune)
+            summary = import_ruleset(root.redis.client, ruleset, prune=prune, policy=policy)
         except ValueError as exc:
             click.echo(f"{path}: {exc}", err=True)
             sys.exit(1)

@@ -64,8 +64,15 @@ class MatchState(Protocol):
     ) -> PriorState: ...
 
     def record(
-        self, post_key: str, text_key: str | None, alerts: Sequence[Alert]
-    ) -> list[Alert]: ...
+        self,
+        post_key: str,
+        text_key: str | None,
+        alerts: Sequence[Alert],
+        version_key: str | None = None,
+    ) -> list[Alert]:
+        """Store the outcome; a store that keeps decisions for retries (``version_key``) keeps
+        them in the same write, so a crash can never leave an alert recorded but undelivered."""
+        ...
 
 
 def decide(
@@ -116,7 +123,7 @@ def process(
     ids = [match.subscription_id for match in matches]
     prior = state.prior(post.key, key, ids)
     alerts = decide(post, matches, prior, enrichment=enrichment, now=now)
-    return state.record(post.key, key, alerts)
+    return state.record(post.key, key, alerts, post.version_key)
 
 
 class InMemoryMatchState:
@@ -140,7 +147,13 @@ class InMemoryMatchState:
         earlier = post_key in self.processed
         return PriorState(frozenset(self.matched.get(post_key, ())), alerted, earlier)
 
-    def record(self, post_key: str, text_key: str | None, alerts: Sequence[Alert]) -> list[Alert]:
+    def record(
+        self,
+        post_key: str,
+        text_key: str | None,
+        alerts: Sequence[Alert],
+        version_key: str | None = None,
+    ) -> list[Alert]:
         self.processed.add(post_key)
         final: list[Alert] = []
         for decided in alerts:

@@ -3,11 +3,16 @@
 A target is the rules file's ``notify:`` item: ``{"telegram": -1001234}`` or
 ``{"webhook": {"url": ..., "secret": "whsec_..."}}`` (``secret`` may be a list during a
 rotation). A Telegram target may carry the subscriber's delivery preferences (``"digest": "1h"``,
-``"quiet": {...}``). A ``DeliveryJob`` is one alert to one target at one attempt; its JSON form
-(``to_dict``/``from_dict``) is the RQ job payload. What became of an attempt is an ``Outcome``
-whose ``status`` comes from ``DeliveryStatus``: the senders say it, the dispatcher acts on it and
-the metrics count it (``service.metrics`` maps each status to one label value). Retry timing is
-``service.core.retry``'s, shared by Telegram, webhooks and digests.
+``"quiet": {...}``), and every target the ``"owner"`` of its subscription (the subscriber store
+adds it), so a webhook endpoint's identity — its delivery log, its disabled state — is
+per (owner, URL) and two tenants with the same URL share nothing. ``validate_target`` is the
+stricter check of a target being created or imported (``service.core.targets``);
+``parse_target`` only decodes what was stored. A ``DeliveryJob`` is one alert to one target
+at one attempt; its JSON form (``to_dict``/``from_dict``) is the RQ job payload. What became of
+an attempt is an ``Outcome`` whose ``status`` comes from ``DeliveryStatus``: the senders say it,
+the dispatcher acts on it and the metrics count it (``service.metrics`` maps each status to one
+label value). Retry timing is ``service.core.retry``'s, shared by Telegram, webhooks and
+digests.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ from urllib.parse import urlsplit
 from service import constants
 from service.core.model import Alert
 from service.core.schedule import DeliveryPrefs
+from service.core.targets import STRICT, TargetPolicy, check_secrets, check_webhook_url
 
 
 def redact_url(url: str) -> str:
     """A URL safe to log: scheme, host, port and path; no credentials, query or fragment."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(malformed url)"
     host = parts.hostname or ""
     try:
         port = f":{parts.port}" if parts.port else ""
@@ -38,6 +47,7 @@ def redact_url(url: str) -> str:
 class TelegramTarget:
     chat_id: int
     prefs: DeliveryPrefs = field(default_factory=DeliveryPrefs)
+    owner: str | None = None
 
     @property
     def key(self) -> str:
@@ -55,13 +65,23 @@ class TelegramTarget:
         data: dict[str, Any] = {"telegram": self.chat_id}
         if self.prefs.holds:
             data.update(self.prefs.to_dict())
+        if self.owner is not None:
+            data["owner"] = self.owner
         return data
+
+
+def endpoint_id(url: str, owner: str | None = None) -> str:
+    """The id of a webhook endpoint: of its URL for the operator's own subscriptions, of
+    (owner, URL) for a tenant's, so no two owners ever share a log or a disabled state."""
+    material = url if owner is None else f"{owner}\n{url}"
+    return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
 class WebhookTarget:
     url: str
     secrets: tuple[str, ...]
+    owner: str | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -72,8 +92,8 @@ class WebhookTarget:
 
     @property
     def endpoint_id(self) -> str:
-        """A stable id of the endpoint (its URL), used in Redis keys and logs."""
-        return hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        """A stable id of the endpoint (its owner and URL), used in Redis keys and logs."""
+        return endpoint_id(self.url, self.owner)
 
     @property
     def key(self) -> str:
@@ -92,35 +112,80 @@ class WebhookTarget:
 
     def to_dict(self) -> dict[str, Any]:
         secret: str | list[str] = self.secrets[0] if len(self.secrets) == 1 else list(self.secrets)
-        return {"webhook": {"url": self.url, "secret": secret}}
+        data: dict[str, Any] = {"webhook": {"url": self.url, "secret": secret}}
+        if self.owner is not None:
+            data["owner"] = self.owner
+        return data
 
 
 DeliveryTarget = TelegramTarget | WebhookTarget
 
 
+def _chat_id(chat: object) -> int:
+    if isinstance(chat, bool) or not isinstance(chat, int | str):
+        raise ValueError("telegram target must be a chat id")
+    try:
+        chat_id = int(chat)
+    except ValueError:
+        raise ValueError("telegram target must be a numeric chat id") from None
+    if not -(2**52) < chat_id < 2**52:
+        raise ValueError("telegram target must be a chat id")
+    return chat_id
+
+
 def parse_target(data: dict[str, Any]) -> DeliveryTarget:
-    """A target from its ``notify:`` form; ValueError (without the secret) when malformed."""
+    """A target from its stored ``notify:`` form; ValueError (without the secret) when
+    malformed. Structural only: new targets go through ``validate_target``."""
     if not isinstance(data, dict):
         raise ValueError("a target is a mapping")
+    owner = data.get("owner")
+    if owner is not None and not isinstance(owner, str):
+        raise ValueError("a target's owner is a string")
     if "telegram" in data:
-        chat = data["telegram"]
-        if isinstance(chat, bool) or not isinstance(chat, int | str):
-            raise ValueError("telegram target must be a chat id")
-        try:
-            chat_id = int(chat)
-        except ValueError:
-            raise ValueError("telegram target must be a numeric chat id") from None
-        if not -(2**52) < chat_id < 2**52:
-            raise ValueError("telegram target must be a chat id")
+        chat_id = _chat_id(data["telegram"])
         prefs = DeliveryPrefs.from_dict(data) if ("digest" in data or "quiet" in data) else None
-        return TelegramTarget(chat_id, prefs or DeliveryPrefs())
+        return TelegramTarget(chat_id, prefs or DeliveryPrefs(), owner)
     if "webhook" in data:
         hook = data["webhook"]
         if not isinstance(hook, dict) or not isinstance(hook.get("url"), str):
             raise ValueError("webhook target needs a url")
         raw = hook.get("secrets", hook.get("secret"))
         secrets = (raw,) if isinstance(raw, str) else tuple(raw or ())
-        return WebhookTarget(hook["url"], secrets)
+        return WebhookTarget(hook["url"], secrets, owner)
+    raise ValueError("a target is either telegram: CHAT_ID or webhook: {url, secret}")
+
+
+_TELEGRAM_KEYS = frozenset({"telegram", "digest", "quiet"})
+_WEBHOOK_KEYS = frozenset({"url", "secret", "secrets"})
+
+
+def validate_target(data: object, policy: TargetPolicy = STRICT) -> dict[str, Any]:
+    """A target being created or imported, checked and in its plain stored form
+    (``{"telegram": id}`` or ``{"webhook": {"url", "secret"}}``). ValueError (a TargetError for
+    the URL and secrets) names the problem, never the URL or a secret. A chat's delivery
+    preferences belong to the chat (``/digest``, ``/quiet``), so they are dropped here."""
+    if not isinstance(data, dict):
+        raise ValueError("a target is a mapping")
+    if "telegram" in data:
+        unknown = set(data) - _TELEGRAM_KEYS
+        if unknown:
+            name = str(sorted(unknown, key=str)[0])[:40]
+            raise ValueError(f"unknown key in a telegram target: {name!r}")
+        return {"telegram": _chat_id(data["telegram"])}
+    if "webhook" in data:
+        if set(data) != {"webhook"}:
+            raise ValueError("a webhook target holds only webhook: {url, secret}")
+        hook = data["webhook"]
+        if not isinstance(hook, dict):
+            raise ValueError("webhook target needs a url and a secret")
+        unknown = set(hook) - _WEBHOOK_KEYS
+        if unknown or ("secret" in hook and "secrets" in hook):
+            raise ValueError("a webhook holds only url and secret")
+        url = hook.get("url")
+        check_webhook_url(url, policy)
+        secrets = check_secrets(hook.get("secret", hook.get("secrets")))
+        secret: str | list[str] = secrets[0] if len(secrets) == 1 else list(secrets)
+        return {"webhook": {"url": url, "secret": secret}}
     raise ValueError("a target is either telegram: CHAT_ID or webhook: {url, secret}")
 
 

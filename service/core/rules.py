@@ -13,7 +13,13 @@ subscriptions:
     notify: [...]          # optional, kept as raw data for the delivery issue
 ```
 Every problem is reported (not just the first), each with its line; unknown keys, duplicate ids,
-query errors and references to undefined entities are errors.
+query errors, references to undefined entities, refused ``notify:`` targets (checked with
+``service.core.targets`` under the caller's policy) and regexes over the cost limit are errors.
+
+The file is read as hostile input: it is screened event by event before anything is built, so
+anchors and aliases (a 576-byte "billion laughs" expands to gigabytes), tags (``!!python/...``,
+``!!binary``) and nesting deeper than RULES_YAML_MAX_DEPTH are problems with their line, as is
+every other loader error (bad bytes, YAML syntax, a value that cannot be built).
 """
 
 from __future__ import annotations
@@ -21,17 +27,25 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from service import constants
+from service.core.delivery import validate_target
 from service.core.model import WatchedEntity
+from service.core.query.budget import check_regex_cost
 from service.core.query.parser import Field, QueryError, parse, terms
+from service.core.targets import STRICT, TargetPolicy
+from service.core.yaml_screen import line_of, screen_yaml, yaml_problem
 
-_ID_RE = re.compile(r"[A-Za-z0-9][\w.\-]*")
+# Ids: letters, digits, "_", "-", "." (and "~", which scopes a tenant's ids; see the API).
+_ID_RE = re.compile(r"[A-Za-z0-9][\w.\-~]*")
 TOP_KEYS = ("entities", "subscriptions")
+T = TypeVar("T")
 ENTITY_KEYS = ("id", "name", "aliases")
 SUBSCRIPTION_KEYS = ("id", "name", "query", "notify", "paused")
 
@@ -50,13 +64,14 @@ class Subscription:
     paused: bool = False
     notify: tuple[Any, ...] = ()
     mute_until: float | None = None
+    owner: str | None = None  # the subscriber (``tg:<chat>``, ``api:<name>``); None: operator
 
     def __post_init__(self) -> None:
         if not self.name:
             object.__setattr__(self, "name", self.id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "name": self.name,
             "query": self.query,
@@ -64,12 +79,16 @@ class Subscription:
             "notify": list(self.notify),
             "mute_until": self.mute_until,
         }
+        if self.owner is not None:
+            data["owner"] = self.owner
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Subscription:
         """From a stored record. Records of the subscriber store say who paused it in
         ``user_paused`` (an older ``paused`` there also counted a mute)."""
         mute = data.get("mute_until")
+        owner = data.get("owner")
         return cls(
             id=str(data["id"]),
             query=str(data["query"]),
@@ -77,6 +96,7 @@ class Subscription:
             paused=bool(data.get("user_paused", data.get("paused", False))),
             notify=tuple(data.get("notify") or ()),
             mute_until=float(mute) if isinstance(mute, int | float) and mute else None,
+            owner=owner if isinstance(owner, str) else None,
         )
 
     def muted(self, now: float) -> bool:
@@ -148,29 +168,54 @@ class RulesError(ValueError):
         super().__init__("\n".join(lines))
 
 
-def load_rules(path: Path) -> RuleSet:
-    """Read and validate a rules file; raises RulesError with every problem found."""
+def load_rules(
+    path: Path,
+    *,
+    targets: TargetPolicy | None = STRICT,
+    regex_ms: float | None = constants.REGEX_COST_MAX_MS,
+) -> RuleSet:
+    """Read and validate a rules file; raises RulesError with every problem found. ``targets``
+    is the policy ``notify:`` webhooks are checked with (None: targets are not checked, for
+    callers that use only entities and queries); ``regex_ms`` the cost limit of a regex."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RulesError([RuleProblem(None, f"cannot read: {exc}")], str(path)) from None
-    return parse_rules(text, source=str(path))
+        size = path.stat().st_size
+        if size > constants.RULES_FILE_MAX_BYTES:
+            raise RulesError(
+                [RuleProblem(None, f"larger than {constants.RULES_FILE_MAX_BYTES} bytes")],
+                str(path),
+            )
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RulesError([RuleProblem(None, f"cannot read: {reason}")], str(path)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        problem = RuleProblem(line_of(data, exc.start), "not UTF-8 text")
+        raise RulesError([problem], str(path)) from None
+    return parse_rules(text, source=str(path), targets=targets, regex_ms=regex_ms)
 
 
-def parse_rules(text: str, source: str = "rules") -> RuleSet:
+def parse_rules(
+    text: str,
+    source: str = "rules",
+    *,
+    targets: TargetPolicy | None = STRICT,
+    regex_ms: float | None = constants.REGEX_COST_MAX_MS,
+) -> RuleSet:
     """Parse and validate rules-file text (see the module docstring for the format)."""
+    screened = screen_yaml(text, constants.RULES_YAML_MAX_DEPTH, constants.RULES_PROBLEMS_MAX)
+    if screened:
+        raise RulesError([RuleProblem(line, message) for line, message in screened], source)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise RulesError([RuleProblem(line, f"not valid YAML: {reason}")], source) from None
-    reader = _Reader()
+        raise RulesError([RuleProblem(*yaml_problem(exc, text))], source) from None
+    reader = _Reader(targets, regex_ms)
     ruleset = reader.read(root)
     if reader.problems:
         ordered = sorted(reader.problems, key=lambda problem: problem.line or 0)
-        raise RulesError(ordered, source)
+        raise RulesError(ordered[: constants.RULES_PROBLEMS_MAX], source)
     return ruleset
 
 
@@ -190,10 +235,16 @@ def check_queries(ruleset: RuleSet) -> list[RuleProblem]:
     return problems
 
 
-def query_problem(subscription_id: str, query: str, entity_ids: set[str]) -> str | None:
-    """Why a subscription's query cannot be used, or None when it can."""
+def query_problem(
+    subscription_id: str, query: str, entity_ids: set[str], regex_ms: float | None = None
+) -> str | None:
+    """Why a subscription's query cannot be used, or None when it can. ``regex_ms`` also
+    measures its regexes against that cost limit (when a query is being created, not each
+    time a stored rule set is compiled)."""
     try:
         tree = parse(query)
+        if regex_ms is not None:
+            check_regex_cost(tree, regex_ms)
     except QueryError as exc:
         return f'subscription "{subscription_id}": query error: {exc}'
     for term, _positive in terms(tree):
@@ -205,11 +256,17 @@ def query_problem(subscription_id: str, query: str, entity_ids: set[str]) -> str
     return None
 
 
+class _UnbuildableError(Exception):
+    """A node whose value could not be built (reported as a problem at its line)."""
+
+
 class _Reader:
     """Walks the composed YAML nodes, keeping every node's line for the error messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, targets: TargetPolicy | None, regex_ms: float | None) -> None:
         self.problems: list[RuleProblem] = []
+        self.targets = targets
+        self.regex_ms = regex_ms
         self._constructor = yaml.SafeLoader("")
 
     def problem(self, node: yaml.Node | None, message: str) -> None:
@@ -221,13 +278,20 @@ class _Reader:
             return RuleSet()
         top = self.mapping(root, TOP_KEYS, "the rules file")
         entities = [e for node in self.items(top.get("entities"), "entities") if
-                    (e := self.entity(node)) is not None]  # fmt: skip
+                    (e := self._guarded(self.entity, node)) is not None]  # fmt: skip
         self.unique([(e.id, n) for e, n in entities], "entity")
         entity_ids = {entity.id for entity, _ in entities}
         subs = [s for node in self.items(top.get("subscriptions"), "subscriptions") if
-                (s := self.subscription(node, entity_ids)) is not None]  # fmt: skip
+                (s := self._guarded(self.subscription, node, entity_ids)) is not None]  # fmt: skip
         self.unique([(s.id, n) for s, n in subs], "subscription")
         return RuleSet(tuple(e for e, _ in entities), tuple(s for s, _ in subs))
+
+    def _guarded(self, build: Callable[..., T | None], *args: Any) -> T | None:
+        """One item built, or None when a value of it could not be (already a problem)."""
+        try:
+            return build(*args)
+        except _UnbuildableError:
+            return None
 
     def mapping(self, node: yaml.Node, allowed: tuple[str, ...], what: str) -> dict[str, Any]:
         if not isinstance(node, yaml.MappingNode):
@@ -256,7 +320,14 @@ class _Reader:
         return list(node.value)
 
     def value(self, node: yaml.Node) -> Any:
-        return self._constructor.construct_object(node, deep=True)
+        """The node's value; a problem at its line (and _UnbuildableError) when it cannot be built
+        (a date out of range, an integer too long to read...)."""
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+            reason = getattr(exc, "problem", None) or str(exc)[:120] or type(exc).__name__
+            self.problem(node, f"a value that cannot be read: {reason}")
+            raise _UnbuildableError from None
 
     def text(self, fields: dict[str, Any], key: str, what: str, required: bool) -> str | None:
         node = fields.get(key)
@@ -316,19 +387,34 @@ class _Reader:
             if not isinstance(paused_value, bool):
                 self.problem(fields["paused"], f'"paused" of {what} must be true or false')
             paused = paused_value is True
-        notify: tuple[Any, ...] = ()
-        if "notify" in fields:
-            notify_value = self.value(fields["notify"])
-            if notify_value is not None and not isinstance(notify_value, list):
-                self.problem(fields["notify"], f'"notify" of {what} must be a list')
-            notify = tuple(notify_value or ())
+        notify = self.notify(fields.get("notify"), what)
         if query is not None and sub_id is not None:
-            message = query_problem(sub_id, query, entity_ids)
+            message = query_problem(sub_id, query, entity_ids, self.regex_ms)
             if message:  # reported; the subscription is still kept for the duplicate-id check
                 self.problem(fields["query"], message)
         if sub_id is None or query is None:
             return None
         return Subscription(sub_id, query, name or sub_id, paused, notify), node
+
+    def notify(self, node: yaml.Node | None, what: str) -> tuple[Any, ...]:
+        """The ``notify:`` targets, each checked (when a policy is set) at its own line."""
+        if node is None:
+            return ()
+        if isinstance(node, yaml.ScalarNode) and node.value in ("", "null", "~"):
+            return ()
+        if not isinstance(node, yaml.SequenceNode):
+            self.problem(node, f'"notify" of {what} must be a list')
+            return ()
+        targets = []
+        for item in node.value:
+            value = self.value(item)
+            if self.targets is not None:
+                try:
+                    validate_target(value, self.targets)
+                except ValueError as exc:
+                    self.problem(item, f"a target of {what}: {exc}")
+            targets.append(value)
+        return tuple(targets)
 
     def unique(self, items: list[tuple[str, yaml.Node]], kind: str) -> None:
         first: dict[str, int] = {}

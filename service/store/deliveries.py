@@ -5,9 +5,13 @@ webhook endpoint's log of attempts. This module owns every ``delivery:`` and ``t
   job never send at once; it expires by itself if the worker dies mid-send;
 - a **sent marker** (``sent:<alert>:<target>`` = Telegram message id, or ``1``) makes every
   later delivery of the same alert to the same target a no-op;
-- **dead letters**: deliveries that ran out of retries or failed for good, kept for redelivery;
+- **dead letters**: deliveries that ran out of retries or failed for good, kept for redelivery
+  (``delivery:dead``, every one, for the operator; and ``delivery:dead:<owner>``, the same
+  entries per owner, so a tenant reads and redelivers only its own without a scan);
 - **disabled targets** (403, webhook 410) and **problems** (chat not found) per target;
-- the **delivery log** of a webhook endpoint: its latest attempts (capped).
+- the **delivery log** of a webhook endpoint: its latest attempts (capped). An endpoint is a
+  (owner, URL) pair (``WebhookTarget.endpoint_id``), so the log and the disabled state of one
+  tenant's URL are never another's.
 """
 
 from __future__ import annotations
@@ -136,7 +140,13 @@ class Ledger:
         payload = job.to_dict() if isinstance(job, DeliveryJob) else job
         key = job.key if isinstance(job, DeliveryJob) else None
         entry = {"key": key, "at": _now_iso(), "reason": reason[:500], "job": payload}
-        self.redis.rpush(constants.DELIVERY_DEAD_KEY, json.dumps(entry, ensure_ascii=False))
+        raw = json.dumps(entry, ensure_ascii=False)
+        owner = _owner_of(payload)
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(constants.DELIVERY_DEAD_KEY, raw)
+            if owner is not None:
+                pipe.rpush(_dead_key(owner), raw)
+            pipe.execute()
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """Every dead letter, oldest first (``job`` holds the delivery with its target)."""
@@ -144,13 +154,24 @@ class Ledger:
         return [json.loads(item) for item in raw]
 
     def take_dead_letter(self, raw: str) -> bool:
-        return bool(self.redis.lrem(constants.DELIVERY_DEAD_KEY, 1, raw))
+        """Remove one dead letter (from the operator's list and its owner's)."""
+        owner = _owner_of((_loads(raw) or {}).get("job"))
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(constants.DELIVERY_DEAD_KEY, 1, raw)
+            if owner is not None:
+                pipe.lrem(_dead_key(owner), 1, raw)
+            removed = pipe.execute()
+        return bool(removed[0])
 
-    def dead_letter_count(self) -> int:
-        return int(self.redis.llen(constants.DELIVERY_DEAD_KEY))
+    def dead_letter_count(self, owner: str | None = None) -> int:
+        key = constants.DELIVERY_DEAD_KEY if owner is None else _dead_key(owner)
+        return int(self.redis.llen(key))
 
-    def raw_dead_letters(self) -> list[str]:
-        return [text(item) for item in self.redis.lrange(constants.DELIVERY_DEAD_KEY, 0, -1)]
+    def raw_dead_letters(self, owner: str | None = None, limit: int | None = None) -> list[str]:
+        """Dead letters as stored, oldest first: every one, or ``owner``'s; at most ``limit``."""
+        key = constants.DELIVERY_DEAD_KEY if owner is None else _dead_key(owner)
+        end = -1 if limit is None else limit - 1
+        return [text(item) for item in self.redis.lrange(key, 0, end)]
 
     # --- delivery log ------------------------------------------------------------------------
     def log_attempt(self, target: WebhookTarget, entry: dict[str, Any], keep: int) -> None:
@@ -165,6 +186,25 @@ class Ledger:
         """The endpoint's latest attempts, newest first."""
         raw = self.redis.lrange(LOG_PREFIX + target.endpoint_id, 0, limit - 1)
         return [json.loads(item) for item in raw]
+
+
+def _dead_key(owner: str) -> str:
+    return f"{constants.DELIVERY_DEAD_KEY}:{owner}"
+
+
+def _loads(raw: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _owner_of(payload: object) -> str | None:
+    """The owner of a delivery job payload (its target's), if any."""
+    target = payload.get("target") if isinstance(payload, dict) else None
+    owner = target.get("owner") if isinstance(target, dict) else None
+    return owner if isinstance(owner, str) else None
 
 
 def _now_iso() -> str:

@@ -9,6 +9,10 @@ Keys (all under ``constants.KEY_PREFIX``):
 - ``alerts`` — a stream (capped) of the alerts that go out, ``{"alert": <Alert JSON>}``.
 - ``decided:<channel>/<id>@<hash>`` — the alerts decided for a post version, kept a day so a
   retried batch hands the same alerts to delivery instead of deciding again.
+- ``owner-alerts:<owner>`` — a stream (capped) of one API owner's alerts, so a tenant's page of
+  alerts is one read however many alerts of others the main stream holds; an alert goes in once
+  (``owner-alerted:<owner>:<alert id>``, kept as long as a decision is), even when a retried
+  batch hands it to delivery again.
 """
 
 from __future__ import annotations
@@ -38,6 +42,24 @@ def decided_key(version_key: str) -> str:
     return f"{constants.DECIDED_PREFIX}{version_key}"
 
 
+# Adds an alert to its owner's stream unless it is there already (a retried batch).
+_INDEX_OWNER_ALERT = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'alert', ARGV[1])
+  return 1
+end
+return 0
+"""
+
+
+# Owners that read their alerts through the API (``service.store.subscription.api_subscriber``).
+API_OWNER = "api:"
+
+
+def owner_alerts_key(owner: str) -> str:
+    return f"{constants.OWNER_ALERTS_PREFIX}{owner}"
+
+
 class RedisMatchState:
     """The workers' MatchState (see ``service.core.alerting``): two reads and one write round
     trip per post version, whatever the number of matches."""
@@ -45,6 +67,23 @@ class RedisMatchState:
     def __init__(self, client: redis.Redis, stream: str = constants.ALERTS_STREAM) -> None:
         self.client = client
         self.stream = stream
+        self._index_owner = client.register_script(_INDEX_OWNER_ALERT)
+
+    def index_owner_alert(self, alert: Alert, owner: str | None) -> bool:
+        """Put an outgoing alert in its owner's stream, once, when the owner reads its alerts
+        through the API (an ``api:`` owner; the operator reads the main stream, and a bot chat
+        gets its alerts as messages). One round trip. True when added."""
+        if owner is None or not owner.startswith(API_OWNER) or alert.suppressed is not None:
+            return False
+        added = self._index_owner(
+            keys=[f"{constants.OWNER_ALERTED_PREFIX}{owner}:{alert.id}", owner_alerts_key(owner)],
+            args=[
+                json.dumps(alert.to_dict(), ensure_ascii=False),
+                constants.DECIDED_TTL_SECONDS,
+                constants.OWNER_ALERTS_MAXLEN,
+            ],
+        )
+        return bool(added)
 
     def prior(
         self, post_key: str, text_key: str | None, subscription_ids: Collection[str]
@@ -74,14 +113,17 @@ class RedisMatchState:
             None if item is None else [Alert.from_dict(a) for a in json.loads(item)] for item in raw
         ]
 
-    def save_decided(self, version_key: str, alerts: Sequence[Alert]) -> None:
-        self.client.set(
-            decided_key(version_key),
-            json.dumps([alert.to_dict() for alert in alerts], ensure_ascii=False),
-            ex=constants.DECIDED_TTL_SECONDS,
-        )
-
-    def record(self, post_key: str, text_key: str | None, alerts: Sequence[Alert]) -> list[Alert]:
+    def record(
+        self,
+        post_key: str,
+        text_key: str | None,
+        alerts: Sequence[Alert],
+        version_key: str | None = None,
+    ) -> list[Alert]:
+        """Record the alerts of a post version and, with ``version_key``, keep them as decided
+        for a retried batch — in one transaction: a worker that dies before it leaves nothing
+        recorded (the redo decides afresh), after it leaves the decision to reuse (never a
+        recorded alert that the redo would take for an edit and suppress)."""
         if not alerts:
             return []
         outgoing = [i for i, a in enumerate(alerts) if a.suppressed is None and text_key]
@@ -111,6 +153,12 @@ class RedisMatchState:
                     maxlen=constants.ALERTS_STREAM_MAXLEN,
                     approximate=True,
                 )
+        if version_key is not None:
+            pipe.set(
+                decided_key(version_key),
+                json.dumps([alert.to_dict() for alert in final], ensure_ascii=False),
+                ex=constants.DECIDED_TTL_SECONDS,
+            )
         pipe.execute()
         return final
 
@@ -131,26 +179,19 @@ def alerts_page(
     before: str,
     limit: int,
     *,
-    subscriptions: set[str] | None = None,
+    owner: str | None = None,
     stream: str = constants.ALERTS_STREAM,
 ) -> tuple[list[tuple[str, Alert]], str | None]:
-    """Alerts older than the entry ``before`` (``+``: the newest), newest first, of
-    ``subscriptions`` when given; returns them with their entry ids and the cursor of the next
-    page (None at the end). ResponseError when ``before`` is not a stream id."""
-    found: list[tuple[str, Alert]] = []
-    cursor = before
-    while len(found) < limit:
-        raw: Any = client.xrevrange(stream, max=cursor, count=limit * 2) or []
-        entries = [(text(entry_id), fields or {}) for entry_id, fields in raw]
-        if cursor != "+":
-            entries = [entry for entry in entries if entry[0] != cursor]
-        if not entries:
-            return found, None
-        for entry_id, fields in entries:
-            cursor = entry_id
-            alert = Alert.from_dict(json.loads(fields[b"alert"]))
-            if subscriptions is None or alert.subscription_id in subscriptions:
-                found.append((entry_id, alert))
-                if len(found) >= limit:
-                    break
-    return found, cursor
+    """Alerts older than the entry ``before`` (``+``: the newest), newest first: every alert,
+    or ``owner``'s from its own stream; returns them with their entry ids and the cursor of the
+    next page (None at the end). One XREVRANGE whatever the streams hold. ResponseError when
+    ``before`` is not a stream id."""
+    key = stream if owner is None else owner_alerts_key(owner)
+    raw: Any = client.xrevrange(key, max=before, count=limit + 1) or []
+    entries = [(text(entry_id), fields or {}) for entry_id, fields in raw]
+    if before != "+":
+        entries = [entry for entry in entries if entry[0] != before]
+    page = entries[:limit]
+    found = [(entry_id, Alert.from_dict(json.loads(fields[b"alert"]))) for entry_id, fields in page]
+    more = len(entries) > limit
+    return found, (found[-1][0] if found and more else None)

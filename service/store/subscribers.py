@@ -7,11 +7,17 @@ seconds. The record keeps the rule engine's fields and adds ours:
 - ``paused`` and ``mute_until`` — what the index obeys: left out while paused, dropped at match
   time until the mute ends (no sweeper: the matching worker compares it with its clock);
 - ``notify`` — what delivery gets: ``targets`` with each Telegram chat's settings merged in
-  (digest by the subscription's ``mode``, quiet hours), as ``service.core.delivery`` reads them;
+  (digest by the subscription's ``mode``, quiet hours) and the subscription's ``owner`` on every
+  target, as ``service.core.delivery`` reads them (a webhook's log is per owner and URL);
 - ``targets``, ``user_paused``, ``mode``, ``owner``, ``created_at`` — ours.
 
 A record written by someone else (``tgwatch rules``) lacks our fields; it reads as
 ``targets = notify`` and ``user_paused = paused``.
+
+Tenancy lives here: every subscription a subscriber makes has its ``owner``; a chat acts only on
+the subscriptions it owns, and of a tenant's subscription delivering to it may only take itself
+out (``unwatch_for_chat``); with ``limits`` (the API and the bot) an owner has at most so many
+subscriptions and regex terms (``QuotaError``).
 
 Our own keys (constants.SUBSCRIBER_*): ``subscriber:<id>`` HASH (kind, chat_id, settings JSON),
 ``subscriber:<id>:subs`` SET (owned subscription ids), ``subscribers`` SET and ``chat-subs:<chat>``
@@ -22,187 +28,91 @@ same transaction as the records they index.
 from __future__ import annotations
 
 import json
-import re
-import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
 import structlog
 
 from service import constants
-from service.core.delivery import parse_target
-from service.core.schedule import DIGEST_MODES, DeliveryPrefs, QuietHours
+from service.core.query.budget import regex_terms
+from service.core.query.parser import QueryError, parse
 from service.redis import text
+from service.store.links import ChatLinks
 from service.store.rules import RuleStore, RulesWrite
+from service.store.subscription import (
+    MODES,
+    SUBSCRIPTION_ID_RE,
+    StoredSubscription,
+    Subscriber,
+    SubscriberSettings,
+    SubscriptionExistsError,
+    SubscriptionNotFoundError,
+    api_subscriber,
+    new_subscription_id,
+    plain_target,
+    public_id,
+    redact_target,
+    scoped_id,
+    telegram_subscriber,
+    validate_targets,
+)
+
+__all__ = [
+    "MODES",
+    "SUBSCRIPTION_ID_RE",
+    "OwnerLimits",
+    "QuotaError",
+    "StoredSubscription",
+    "Subscriber",
+    "SubscriberSettings",
+    "SubscriberStore",
+    "SubscriptionExistsError",
+    "SubscriptionNotFoundError",
+    "api_subscriber",
+    "new_subscription_id",
+    "public_id",
+    "redact_target",
+    "scoped_id",
+    "telegram_subscriber",
+    "validate_targets",
+]
 
 log = structlog.get_logger(__name__)
 
-# The rules file's rule for ids (service.core.rules): the API and the bot make ids it accepts.
-SUBSCRIPTION_ID_RE = re.compile(r"[A-Za-z0-9][\w.\-]*")
-MODES = ("auto", "instant", "digest")
-# Our fields in a rules record, and the rule engine's fields we rewrite.
-_OWN_FIELDS = ("targets", "user_paused", "mode", "mute_until", "owner", "created_at")
 
-
-class SubscriptionNotFoundError(KeyError):
-    """No subscription with that id (for that owner)."""
-
-
-class SubscriptionExistsError(ValueError):
-    """A subscription with that id already exists."""
-
-
-def telegram_subscriber(chat_id: int) -> str:
-    return f"tg:{chat_id}"
-
-
-def api_subscriber(name: str) -> str:
-    return f"api:{name}"
+class QuotaError(ValueError):
+    """An owner is at one of its limits (the message names the limit and its setting)."""
 
 
 @dataclass(frozen=True, slots=True)
-class SubscriberSettings:
-    """A subscriber's delivery settings: digest window and quiet hours."""
+class OwnerLimits:
+    """What one owner may have (TGWATCH_LIMIT_SUBSCRIPTIONS, TGWATCH_LIMIT_REGEXES)."""
 
-    digest: str = "off"
-    quiet: QuietHours | None = None
-
-    def __post_init__(self) -> None:
-        if self.digest not in DIGEST_MODES:
-            raise ValueError(f"digest must be one of {', '.join(DIGEST_MODES)}")
-
-    def prefs(self, mode: str) -> DeliveryPrefs:
-        """The delivery preferences of a subscription in ``mode`` delivering to this chat."""
-        digest = self.digest
-        if mode == "instant":
-            digest = "off"
-        elif mode == "digest" and digest == "off":
-            digest = constants.SUBSCRIPTION_DIGEST_FALLBACK
-        tz = self.quiet.tz if self.quiet is not None else "UTC"
-        return DeliveryPrefs(digest=digest, quiet=self.quiet, tz=tz)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "digest": self.digest,
-            "quiet": None if self.quiet is None else self.quiet.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SubscriberSettings:
-        quiet = data.get("quiet")
-        return cls(str(data.get("digest") or "off"), QuietHours.from_dict(quiet) if quiet else None)
+    subscriptions: int = constants.OWNER_SUBSCRIPTIONS_MAX
+    regexes: int = constants.OWNER_REGEXES_MAX
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSubscription:
-    """A subscription as subscribers see it (the ``targets`` they set, not the merged ones)."""
-
-    id: str
-    query: str
-    name: str = ""
-    targets: tuple[dict[str, Any], ...] = ()
-    paused: bool = False
-    mode: str = "auto"
-    mute_until: float | None = None
-    owner: str | None = None
-    created_at: float = 0.0
-
-    def muted(self, now: float | None = None) -> bool:
-        return self.mute_until is not None and self.mute_until > (now or time.time())
-
-    def to_dict(self) -> dict[str, Any]:
-        """The public form (API, bot): webhook secrets are never shown."""
-        return {
-            "id": self.id,
-            "name": self.name or self.id,
-            "query": self.query,
-            "targets": [redact_target(target) for target in self.targets],
-            "paused": self.paused,
-            "mode": self.mode,
-            "mute_until": self.mute_until if self.muted() else None,
-            "owner": self.owner,
-            "created_at": self.created_at,
-        }
-
-    def file_dict(self) -> dict[str, Any]:
-        """The rules-file form (secrets included: the file is the operator's own setup)."""
-        data: dict[str, Any] = {"id": self.id}
-        if self.name and self.name != self.id:
-            data["name"] = self.name
-        data["query"] = self.query
-        if self.paused:
-            data["paused"] = True
-        if self.targets:
-            data["notify"] = [dict(target) for target in self.targets]
-        return data
-
-    @classmethod
-    def from_record(cls, data: dict[str, Any]) -> StoredSubscription:
-        targets = data.get("targets", data.get("notify")) or []
-        mute = data.get("mute_until")
-        return cls(
-            id=str(data["id"]),
-            query=str(data["query"]),
-            name=str(data.get("name") or data["id"]),
-            targets=tuple(dict(_plain_target(t)) for t in targets if isinstance(t, dict)),
-            paused=bool(data.get("user_paused", data.get("paused", False))),
-            mode=str(data.get("mode") or "auto"),
-            mute_until=None if mute is None else float(mute),
-            owner=data.get("owner"),
-            created_at=float(data.get("created_at") or 0.0),
-        )
-
-
-def _plain_target(target: dict[str, Any]) -> dict[str, Any]:
-    """A target without the delivery preferences merged into it (those are the chat's)."""
-    if "telegram" in target:
-        return {"telegram": target["telegram"]}
-    return target
-
-
-def redact_target(target: dict[str, Any]) -> dict[str, Any]:
-    """A target safe to show: a webhook's secrets replaced by a marker."""
-    hook = target.get("webhook")
-    if isinstance(hook, dict):
-        return {"webhook": {"url": hook.get("url"), "secret": "***"}}
-    return dict(target)
-
-
-def validate_targets(targets: Iterable[Any]) -> list[dict[str, Any]]:
-    """Targets checked with the delivery module's parser; ValueError names the bad one."""
-    checked: list[dict[str, Any]] = []
-    for number, target in enumerate(targets, 1):
-        try:
-            parse_target(target)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"target {number}: {exc}") from None
-        checked.append(_plain_target(target))
-    return checked
-
-
-@dataclass
-class Subscriber:
-    id: str
-    kind: str
-    chat_id: int | None = None
-    settings: SubscriberSettings = field(default_factory=SubscriberSettings)
-
-
-def new_subscription_id() -> str:
-    """A short id a person can type (``/unwatch s7k2q9``); unique among 36^6 ids."""
-    alphabet = "abcdefghijkmnpqrstuvwxyz23456789"
-    return "s" + "".join(secrets.choice(alphabet) for _ in range(6))
+def regex_count(query: str) -> int:
+    """How many regex terms a query holds (0 when it does not parse)."""
+    if "/" not in query:
+        return 0
+    try:
+        return len(regex_terms(parse(query)))
+    except QueryError:
+        return 0
 
 
 class SubscriberStore:
     """Reads and writes subscribers and subscriptions; one per process, on its Redis client."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, limits: OwnerLimits | None = None) -> None:
         self.client = client
         self.rules = RuleStore(client)
+        self.links = ChatLinks(client)
+        self.limits = limits
 
     # --- subscribers ---------------------------------------------------------------------------
     def ensure_subscriber(self, subscriber_id: str, kind: str, chat_id: int | None = None) -> None:
@@ -273,23 +183,46 @@ class SubscriberStore:
         return [sub for sub in self._get_many(ids) if sub.owner == owner]
 
     def for_chat(self, chat_id: int) -> list[StoredSubscription]:
-        """Subscriptions a Telegram chat owns or receives alerts of, by id."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.smembers(_owned_key(telegram_subscriber(chat_id)))
-        pipe.smembers(_chat_key(chat_id))
-        owned, delivered = pipe.execute()
-        ids = sorted({text(i) for i in owned} | {text(i) for i in delivered})
-        return [sub for sub in self._get_many(ids) if _reaches(sub, chat_id)]
+        """The subscriptions a Telegram chat owns, by id."""
+        return self.subscriptions(telegram_subscriber(chat_id))
+
+    def delivered_to_chat(self, chat_id: int) -> list[StoredSubscription]:
+        """Subscriptions of others (tenants it linked to, the operator) delivering to a chat."""
+        ids = sorted(text(i) for i in self.client.smembers(_chat_key(chat_id)))
+        owner = telegram_subscriber(chat_id)
+        return [sub for sub in self._get_many(ids) if sub.owner != owner and chat_id in _chats(sub)]
 
     def find_for_chat(self, subscription_id: str, chat_id: int) -> StoredSubscription | None:
-        """The subscription if the chat owns it or receives its alerts, else None."""
-        sub = self.get(subscription_id)
-        return sub if sub is not None and _reaches(sub, chat_id) else None
+        """The subscription if the chat owns it, else None (whoever else's it is)."""
+        return self.get(subscription_id, telegram_subscriber(chat_id))
+
+    def _quota(self, sub: StoredSubscription, previous: StoredSubscription | None) -> None:
+        """QuotaError when writing ``sub`` takes its owner over a limit."""
+        if self.limits is None or sub.owner is None:
+            return
+        if previous is None:
+            count = int(self.client.scard(_owned_key(sub.owner)))
+            if count >= self.limits.subscriptions:
+                raise QuotaError(
+                    f"at most {self.limits.subscriptions} subscriptions per subscriber "
+                    "(TGWATCH_LIMIT_SUBSCRIPTIONS)"
+                )
+        added = regex_count(sub.query)
+        if added > (regex_count(previous.query) if previous is not None else 0):
+            others = self.subscriptions(sub.owner)
+            total = added + sum(regex_count(o.query) for o in others if o.id != sub.id)
+            if total > self.limits.regexes:
+                raise QuotaError(
+                    f"at most {self.limits.regexes} regexes across a subscriber's "
+                    "subscriptions (TGWATCH_LIMIT_REGEXES)"
+                )
 
     def create(self, sub: StoredSubscription) -> StoredSubscription:
-        """Add a new subscription; SubscriptionExistsError when the id is taken."""
+        """Add a new subscription; SubscriptionExistsError when the id is taken, QuotaError
+        when its owner is at a limit."""
         if self.rules.exists(sub.id):
             raise SubscriptionExistsError(sub.id)
+        self._quota(sub, None)
         sub = replace(sub, created_at=sub.created_at or time.time())
         self.write([sub], previous={sub.id: None})
         return sub
@@ -297,6 +230,7 @@ class SubscriberStore:
     def put(self, sub: StoredSubscription) -> StoredSubscription:
         """Create or replace a subscription (keeping its creation time)."""
         old = self.get(sub.id)
+        self._quota(sub, old)
         created = old.created_at if old is not None else time.time()
         sub = replace(sub, created_at=sub.created_at or created)
         self.write([sub], previous={sub.id: old})
@@ -325,17 +259,31 @@ class SubscriberStore:
         for sub in subs:
             _unindex(batch, sub)
 
-    def unwatch_for_chat(self, subscription_id: str, chat_id: int) -> bool:
-        """Stop a chat's alerts of a subscription: delete it when the chat owns it or is its only
-        target, else take the chat out of its targets. False when it was not the chat's."""
-        sub = self.find_for_chat(subscription_id, chat_id)
+    def unwatch_for_chat(self, subscription_id: str, chat_id: int) -> str | None:
+        """Stop a chat's alerts of a subscription: ``"deleted"`` when the chat owns it,
+        ``"left"`` when it is another's delivering to the chat (only the chat is taken out of
+        its targets: the owner's other targets go on), None when it is neither."""
+        sub = self.get(subscription_id)
         if sub is None:
-            return False
-        others = tuple(t for t in sub.targets if t.get("telegram") not in (chat_id, str(chat_id)))
-        if sub.owner == telegram_subscriber(chat_id) or not others:
+            return None
+        if sub.owner == telegram_subscriber(chat_id):
             self.delete(sub.id)
-        else:
-            self.write([replace(sub, targets=others)], previous={sub.id: sub})
+            return "deleted"
+        if chat_id not in _chats(sub):
+            return None
+        self.write([_without_chat(sub, chat_id)], previous={sub.id: sub})
+        return "left"
+
+    def unlink_chat(self, owner: str, chat_id: int) -> bool:
+        """Undo a chat's link to a tenant: the link goes, and the chat leaves every one of the
+        tenant's subscriptions, in one transaction. False when they were not linked."""
+        if not self.links.linked(owner, chat_id):
+            return False
+        subs = [sub for sub in self.subscriptions(owner) if chat_id in _chats(sub)]
+        with self.rules.write() as batch:
+            self.links.unlink(owner, chat_id, batch.pipe)
+            changed = [_without_chat(sub, chat_id) for sub in subs]
+            self.write(changed, {sub.id: sub for sub in subs}, batch)
         return True
 
     def set_paused(self, ids: Iterable[str], paused: bool, owner: str | None = None) -> list[str]:
@@ -372,14 +320,16 @@ class SubscriberStore:
     ) -> dict[str, Any]:
         """The rule-set record of ``sub``: the rule engine's fields, derived, plus ours."""
         chats = chats if chats is not None else self._chat_settings(_chats(sub))
+        owned = {"owner": sub.owner} if sub.owner is not None else {}
         notify: list[dict[str, Any]] = []
         for target in sub.targets:
             chat = target.get("telegram")
             if chat is not None:
                 prefs = chats.get(int(chat), SubscriberSettings()).prefs(sub.mode)
-                notify.append({**target, **prefs.to_dict()} if prefs.holds else dict(target))
+                held = prefs.to_dict() if prefs.holds else {}
+                notify.append({**plain_target(target), **held, **owned})
             else:
-                notify.append(dict(target))
+                notify.append({**plain_target(target), **owned})
         return {
             "id": sub.id,
             "name": sub.name or sub.id,
@@ -433,9 +383,9 @@ def _unindex(batch: RulesWrite, old: StoredSubscription) -> None:
         batch.pipe.srem(_chat_key(chat), old.id)
 
 
-def _reaches(sub: StoredSubscription, chat_id: int) -> bool:
-    """The chat owns the subscription or receives its alerts."""
-    return sub.owner == telegram_subscriber(chat_id) or chat_id in _chats(sub)
+def _without_chat(sub: StoredSubscription, chat_id: int) -> StoredSubscription:
+    kept = tuple(t for t in sub.targets if t.get("telegram") not in (chat_id, str(chat_id)))
+    return replace(sub, targets=kept)
 
 
 def _chats(sub: StoredSubscription) -> list[int]:

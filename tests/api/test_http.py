@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import AsyncIterator
@@ -15,15 +16,18 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from service import constants
 from service.api.http import ROUTES, build_app
-from service.core.delivery import WebhookTarget
+from service.core.delivery import DeliveryJob, WebhookTarget
 from service.core.model import Alert, Enrichment
 from service.core.post import Post
 from service.store.apikeys import ApiKeyStore
-from service.store.deliveries import LOG_PREFIX
+from service.store.deliveries import LOG_PREFIX, Ledger
+from service.store.matches import RedisMatchState
 from service.store.posts import PostStore
 from service.store.rules import RuleStore
+from service.store.subscribers import scoped_id
 
-HOOK = {"webhook": {"url": "https://example.org/hook", "secret": "whsec_dGVzdA=="}}
+SECRET = "whsec_" + base64.b64encode(b"api-test-secret-of-32-bytes-long").decode()
+HOOK = {"webhook": {"url": "https://example.org/hook", "secret": SECRET}}
 
 
 class Api:
@@ -80,8 +84,9 @@ async def test_subscription_crud(api: Api, redis_client: redis.Redis) -> None:
     assert body["owner"] == "api:acme"
     assert RuleStore(redis_client).version() > version
     _, ruleset = RuleStore(redis_client).load()
-    assert [s.id for s in ruleset.subscriptions] == ["lavrov"]
-    assert ruleset.subscriptions[0].notify[0]["webhook"]["secret"] == "whsec_dGVzdA=="
+    [stored] = ruleset.subscriptions
+    assert stored.id == scoped_id("lavrov", "api:acme") and stored.owner == "api:acme"
+    assert stored.notify[0] == {**HOOK, "owner": "api:acme"}
 
     status, body = await api.call("POST", "/v1/subscriptions", {"id": "lavrov", "query": "x"})
     assert status == 409 and body["error"]["code"] == "conflict"
@@ -101,7 +106,7 @@ async def test_subscription_crud(api: Api, redis_client: redis.Redis) -> None:
     status, body = await api.call("GET", "/v1/subscriptions/lavrov", key=api.other_key)
     assert status == 404
     status, body = await api.call("GET", "/v1/subscriptions", key=api.admin_key)
-    assert [s["id"] for s in body["subscriptions"]] == ["lavrov"]
+    assert [s["id"] for s in body["subscriptions"]] == [stored.id]  # the admin sees stored ids
 
     status, _ = await api.call("DELETE", "/v1/subscriptions/lavrov")
     assert status == 204
@@ -123,7 +128,7 @@ async def test_validation_errors(api: Api) -> None:
         "POST", "/v1/subscriptions", {"query": "x", "targets": [{"webhook": {"url": "ftp://x"}}]}
     )
     assert status == 422 and body["error"]["code"] == "invalid_target"
-    assert "secret" not in body["error"]["message"] or "whsec" not in body["error"]["message"]
+    assert "whsec" not in body["error"]["message"]
     status, body = await api.call("POST", "/v1/subscriptions", {"query": "x", "mode": "loud"})
     assert status == 422
     status, body = await api.call("POST", "/v1/subscriptions", data=b"{not json", key=None)
@@ -147,21 +152,27 @@ async def test_test_endpoint(api: Api, redis_client: redis.Redis) -> None:
 
 async def test_alerts_endpoints_and_redelivery(api: Api, redis_client: redis.Redis) -> None:
     await api.call("POST", "/v1/subscriptions", {"id": "mine", "query": "x", "targets": [HOOK]})
+    mine_id = scoped_id("mine", "api:acme")
     post = Post("chan", 5, datetime.now(UTC), "x").to_dict()
-    for sub in ("mine", "theirs"):
+    state = RedisMatchState(redis_client)
+    for sub, owner in ((mine_id, "api:acme"), ("theirs", "api:other")):
         alert = Alert(sub, post, matched_at=1.0)
         redis_client.xadd(constants.ALERTS_STREAM, {"alert": json.dumps(alert.to_dict())})
+        assert state.index_owner_alert(alert, owner)
+        assert not state.index_owner_alert(alert, owner)  # once, even when handed over again
     status, body = await api.call("GET", "/v1/alerts")
     assert status == 200 and [a["subscription_id"] for a in body["alerts"]] == ["mine"]
+    assert body["next_before"] is None
     status, body = await api.call("GET", "/v1/alerts?limit=1", key=api.admin_key)
     assert [a["subscription_id"] for a in body["alerts"]] == ["theirs"]
     status, body = await api.call(
         "GET", f"/v1/alerts?limit=1&before={body['next_before']}", key=api.admin_key
     )
-    assert [a["subscription_id"] for a in body["alerts"]] == ["mine"]
+    assert [a["subscription_id"] for a in body["alerts"]] == [mine_id]
     assert (await api.call("GET", "/v1/alerts?limit=0"))[0] == 422
+    assert (await api.call("GET", "/v1/alerts?before=nonsense"))[0] == 422
 
-    endpoint = WebhookTarget(HOOK["webhook"]["url"], ("whsec_dGVzdA==",)).endpoint_id
+    endpoint = WebhookTarget(HOOK["webhook"]["url"], (SECRET,), "api:acme").endpoint_id
     status, body = await api.call("GET", "/v1/endpoints")
     assert body["endpoints"] == [
         {"id": endpoint, "url": "https://example.org/hook", "subscriptions": ["mine"]}
@@ -173,16 +184,14 @@ async def test_alerts_endpoints_and_redelivery(api: Api, redis_client: redis.Red
         0
     ] == 404
 
-    mine = Alert("mine", post, matched_at=1.0)
-    job = {"alert": mine.to_dict(), "target": HOOK, "attempt": 8}
-    redis_client.rpush(
-        constants.DELIVERY_DEAD_KEY,
-        json.dumps({"key": "k", "at": "t", "reason": "500", "job": job}),
-    )
+    mine = Alert(mine_id, post, matched_at=1.0)
+    target = WebhookTarget(HOOK["webhook"]["url"], (SECRET,), "api:acme")
+    Ledger(redis_client).dead_letter(DeliveryJob(mine, target, 8), "500")
     assert (await api.call("POST", f"/v1/alerts/{mine.id}/redeliver", key=api.other_key))[0] == 404
     status, body = await api.call("POST", f"/v1/alerts/{mine.id}/redeliver")
     assert status == 202 and body["redelivered"] == 1
     assert redis_client.llen(constants.DELIVERY_DEAD_KEY) == 0
+    assert Ledger(redis_client).dead_letter_count("api:acme") == 0
     assert (await api.call("POST", f"/v1/alerts/{mine.id}/redeliver"))[0] == 404
     status, body = await api.call("POST", "/v1/dead-letters/redeliver", key=api.admin_key)
     assert status == 202 and body["redelivered"] == 0

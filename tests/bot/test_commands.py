@@ -140,7 +140,7 @@ async def test_watch_reaches_the_rules_storage(bot: BotHarness) -> None:
     _, ruleset = RuleStore(bot.client).load()
     [sub] = ruleset.subscriptions
     assert sub.query == "Лавров AND (санкции OR <sanctions>)"
-    assert list(sub.notify) == [{"telegram": USER}]
+    assert list(sub.notify) == [{"telegram": USER, "owner": f"tg:{USER}"}]
     assert sub.id in reply
 
 
@@ -232,7 +232,9 @@ async def test_user_outside_the_allow_list_is_ignored(bot: BotHarness) -> None:
 
 
 async def test_alert_buttons_mute_and_unwatch(bot: BotHarness) -> None:
-    sub = bot.store.create(StoredSubscription("lavrov", "лавров", "Lavrov", ({"telegram": USER},)))
+    sub = bot.store.create(
+        StoredSubscription("lavrov", "лавров", "Lavrov", ({"telegram": USER},), owner=f"tg:{USER}")
+    )
     keyboard = alert_keyboard(sub.id)
     assert keyboard is not None
     mute, unwatch = (button["callback_data"] for button in keyboard["inline_keyboard"][0])
@@ -252,6 +254,19 @@ async def test_alert_buttons_mute_and_unwatch(bot: BotHarness) -> None:
     assert bot.store.get("lavrov") is None
     answer = await bot.press(unwatch)
     assert "no longer exists" in answer["text"]
+
+
+async def test_mute_callback_with_a_hostile_argument(bot: BotHarness) -> None:
+    """Finding 7: callback data comes from the client; ``mute:<id>:²`` crashed the handler."""
+    bot.store.create(
+        StoredSubscription("lavrov", "лавров", "Lavrov", ({"telegram": USER},), owner=f"tg:{USER}")
+    )
+    for argument in ("²", "٣", "-5", "99999999999999999999", "1e9", ""):
+        answer = await bot.press(f"mute:lavrov:{argument}")
+        assert "muted for" in answer["text"], argument
+        stored = bot.store.require("lavrov")
+        assert stored.mute_until is not None
+        assert stored.mute_until - time.time() <= constants.MUTE_MAX_SECONDS + 5
 
 
 def test_bot_settings_read_comma_separated_ids(monkeypatch: pytest.MonkeyPatch) -> None:

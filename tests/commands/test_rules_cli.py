@@ -149,11 +149,12 @@ def test_load_replaces_the_rule_set_but_keeps_what_the_bot_set(
     monkeypatch.setenv("TGWATCH_REDIS_URL", redis_url)
     store = SubscriberStore(redis_client)
     store.put(StoredSubscription("unga", "#UNGA78", owner="tg:42", mode="digest"))
-    store.put(StoredSubscription("stale", "whatever", owner="tg:42"))
+    store.put(StoredSubscription("chat-own", "whatever", owner="tg:42"))
+    store.put(StoredSubscription("stale", "whatever"))  # the operator's, not in the file
     result = CliRunner().invoke(rules, ["load", str(rules_file)])
     assert result.exit_code == 0, result.output
     kept = {sub.id: sub for sub in store.all()}
-    assert set(kept) == {"china", "lavrov", "unga"}
+    assert set(kept) == {"china", "lavrov", "unga", "chat-own"}  # a chat's own watch stays
     assert kept["unga"].query != "#UNGA78"
     assert kept["unga"].owner == "tg:42" and kept["unga"].mode == "digest"
     assert "removed: stale" in result.output

@@ -7,7 +7,6 @@ import base64
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 import redis
 
@@ -20,7 +19,7 @@ from tests.delivery.receiver import WebhookReceiver
 from workers.delivery.context import DeliveryContext
 from workers.delivery.dispatch import process
 
-SECRET = "whsec_" + base64.b64encode(b"tgwatch-test-secret-key").decode()
+SECRET = "whsec_" + base64.b64encode(b"tgwatch-test-secret-key-32-bytes").decode()
 
 
 def make_alert(index: int = 1, subscription_id: str = "lavrov", text: str = "") -> Alert:
@@ -84,7 +83,6 @@ async def make_context(redis_client: redis.Redis) -> AsyncIterator[ContextFactor
             redis_client,
             DeliverySettings(**settings),
             Metrics(),
-            http=httpx.AsyncClient(trust_env=False),
             bot=bot,
             schedule=schedule,
         )

@@ -46,15 +46,15 @@ class WebhookReceiver:
     _runner: web.AppRunner | None = None
     url: str = ""
 
-    async def start(self, path: str = "/hook") -> str:
+    async def start(self, path: str = "/hook", host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application()
         app.router.add_post(path, self._handle)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, host, port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}{path}"
+        self.url = f"http://{host}:{port}{path}"
         return self.url
 
     async def stop(self) -> None:

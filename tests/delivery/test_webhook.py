@@ -16,12 +16,12 @@ from structlog.testing import capture_logs
 from service import constants
 from service.core.delivery import DeliveryJob, WebhookTarget, parse_target
 from service.core.delivery import DeliveryStatus as oc  # noqa: N813 - short in tables of outcomes
+from service.core.targets import TargetPolicy, address_refusal
 from service.delivery_queue import enqueue_deliveries, redeliver
 from service.store.deliveries import Ledger
 from tests.delivery.conftest import SECRET, ContextFactory, Scheduled, make_alert
 from tests.delivery.receiver import WebhookReceiver
 from workers.delivery.dispatch import process
-from workers.delivery.webhook import address_refusal
 
 
 def _job(url: str, secret: str | list[str] = SECRET, index: int = 1) -> DeliveryJob:
@@ -136,9 +136,15 @@ async def test_private_and_loopback_targets_are_refused(
         job = _job(url)
         outcome = await process(context, job)
         assert outcome.status == oc.DEAD
-        assert outcome.detail == "refused: loopback address"
+        assert outcome.detail.startswith("refused: ") and "loopback address" in outcome.detail
+        # The tenant's log says "refused", no status, no latency: no probing of a network.
+        [entry] = context.ledger.attempts(job.target)  # type: ignore[arg-type]
+        assert entry["error"] == "refused: target not allowed"
+        assert entry["status"] is None and entry["latency_ms"] is None
     assert receiver.received == []
-    assert [d["reason"] for d in context.ledger.dead_letters()] == ["refused: loopback address"] * 2
+    assert [d["reason"] for d in context.ledger.dead_letters()] == [
+        "refused: webhook host refused: loopback address"
+    ] * 2
 
 
 @pytest.mark.parametrize(
@@ -149,7 +155,8 @@ async def test_private_and_loopback_targets_are_refused(
         ("10.1.2.3", False, False, "private or link-local address"),
         ("192.168.0.10", False, False, "private or link-local address"),
         ("172.16.5.4", False, False, "private or link-local address"),
-        ("169.254.169.254", False, False, "private or link-local address"),
+        ("169.254.169.254", True, True, "cloud metadata address"),
+        ("169.254.1.2", False, False, "private or link-local address"),
         ("fe80::1", False, False, "private or link-local address"),
         ("fd00::1", False, False, "private or link-local address"),
         ("100.64.0.1", False, False, "private or link-local address"),
@@ -163,7 +170,7 @@ async def test_private_and_loopback_targets_are_refused(
     ],
 )
 def test_address_policy(address: str, private: bool, loopback: bool, refused: str | None) -> None:
-    assert address_refusal(address, allow_private=private, allow_loopback=loopback) == refused
+    assert address_refusal(address, TargetPolicy(private, loopback)) == refused
 
 
 async def test_gone_endpoint_is_disabled(

@@ -83,6 +83,7 @@ class FakeBotAPI:
     global_per_second: int = 30
     blocked_chats: set[int] = field(default_factory=set)
     known_chats: set[int] | None = None  # None: every chat exists
+    chat_admins: dict[int, set[int]] = field(default_factory=dict)  # getChatMember's admins
     updates: list[dict[str, Any]] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -283,6 +284,13 @@ class FakeBotAPI:
         visible = self._check_text(params)
         return {"message_id": int(params.get("message_id") or 0), "date": int(time.time()),
                 "chat": {"id": chat_id, "type": "private"}, "text": visible}  # fmt: skip
+
+    async def _m_getchatmember(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat, user = int(params["chat_id"]), int(params["user_id"])
+        person = {"id": user, "is_bot": False, "first_name": "U"}
+        if user in self.chat_admins.get(chat, set()):
+            return {"status": "creator", "user": person, "is_anonymous": False}
+        return {"status": "member", "user": person}
 
     async def _m_answercallbackquery(self, _params: dict[str, Any]) -> bool:
         return True

@@ -12,6 +12,7 @@ import redis
 
 from service.core.rules import parse_rules
 from service.core.signing import verify
+from service.core.targets import TargetPolicy
 from service.queue import Enqueuer
 from service.sources.files import ingest_files
 from service.store.matches import read_alerts
@@ -68,7 +69,10 @@ async def test_ingest_then_burst_worker_delivers_every_alert(
     # Telegram's per-chat pace (1 message/s) scaled down on both sides, so a burst of alerts to
     # one chat goes out within the test's time and the fake still enforces the limit.
     fake_botapi.per_chat_interval = 0.05
-    rules = parse_rules(RULES.format(url=receiver.url, secret=SECRET, chat=CHAT))
+    rules = parse_rules(
+        RULES.format(url=receiver.url, secret=SECRET, chat=CHAT),
+        targets=TargetPolicy(allow_loopback=True),
+    )
     RuleStore(client).replace(rules)
 
     enqueuer = Enqueuer(client, batch_size=10, batch_wait=0.05)

@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from service.core.rules import parse_rules
+from service.core.targets import TargetPolicy
 from service.sources import bot as bot_source
 from service.sources import preview as preview_source
 from service.store.deliveries import Ledger
@@ -123,7 +124,7 @@ async def test_dashboard_and_alert_metrics_are_exported(
 ) -> None:
     client = redis_client
     rules = RULES.format(url=receiver.url, broken=broken.url, secret=SECRET)
-    RuleStore(client).replace(parse_rules(rules))
+    RuleStore(client).replace(parse_rules(rules, targets=TargetPolicy(allow_loopback=True)))
     listen_port, worker_port = free_port(), free_port()
     base = {
         **{k: v for k, v in os.environ.items() if not k.startswith("TGWATCH_")},

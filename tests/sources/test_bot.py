@@ -371,3 +371,23 @@ async def test_from_settings_uses_the_configured_api_server(sink: ListSink) -> N
 
     with pytest.raises(BotListenerError, match="TGWATCH_TELEGRAM_TOKEN"):
         BotListener.from_settings(Settings(_env_file=None), sink)  # type: ignore[call-arg]
+
+
+async def test_a_channel_post_aiogram_would_refuse_still_becomes_a_post(
+    fake_botapi: FakeBotAPI, polling: BotListener, sink: ListSink
+) -> None:
+    """A real poll as older Bot API servers send it (no ``persistent_id`` on its options, which
+    aiogram's model requires): the project's parser reads it; nothing is set aside."""
+    poll = {"id": "1", "question": "Will the ceasefire hold?", "total_voter_count": 0,
+            "options": [{"text": "Yes", "voter_count": 0}, {"text": "No", "voter_count": 0}],
+            "is_closed": False, "is_anonymous": True, "type": "regular",
+            "allows_multiple_answers": False}  # fmt: skip
+    fake_botapi.add_updates({"update_id": 900, "channel_post": {
+        "message_id": 5, "date": 1_700_000_000, "poll": poll,
+        "chat": {"id": -1001234, "type": "channel", "username": "pollchan", "title": "Polls"},
+    }})  # fmt: skip
+    async with Running(polling):
+        await wait_for(lambda: bool(sink.posts) and not fake_botapi.updates)
+    [post] = sink.posts
+    assert post.media == "poll" and "Will the ceasefire hold?" in post.text and "No" in post.text
+    assert sink.rejected == []

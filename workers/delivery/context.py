@@ -63,7 +63,6 @@ class DeliveryContext:
         metrics: Metrics,
         *,
         bot: Bot | None = None,
-        http: httpx.AsyncClient | None = None,
         queue: Queue | None = None,
         schedule: Scheduler | None = None,
         lease: str | None = None,
@@ -81,8 +80,12 @@ class DeliveryContext:
                 margin=settings.limit_margin,
             ),
         )
-        client = http or httpx.AsyncClient(
-            timeout=settings.webhook_timeout, follow_redirects=False, trust_env=False
+        webhooks = WebhookSender(
+            ledger,
+            timeout=settings.webhook_timeout,
+            claim_ttl=settings.lease_seconds,
+            policy=settings.target_policy(),
+            log_max=settings.webhook_log_max,
         )
         telegram = None
         if bot is not None:
@@ -104,16 +107,8 @@ class DeliveryContext:
             ledger=ledger,
             limiter=limiter,
             digests=DigestStore(connection, settings.lease_seconds),
-            webhooks=WebhookSender(
-                client,
-                ledger,
-                timeout=settings.webhook_timeout,
-                claim_ttl=settings.lease_seconds,
-                allow_private=settings.allow_private_targets,
-                allow_loopback=settings.allow_loopback_targets,
-                log_max=settings.webhook_log_max,
-            ),
-            http=client,
+            webhooks=webhooks,
+            http=webhooks.client,
             telegram=telegram,
             schedule=schedule,
         )

@@ -10,6 +10,7 @@ a delivery problem: an unexpected error is treated as a failed attempt.
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime
 
@@ -85,7 +86,16 @@ def settle(context: DeliveryContext, job: DeliveryJob, outcome: Outcome) -> Deli
     if outcome.done:
         log.info("delivery_settled", **fields)
         return outcome.status
-    delay = retry_in(context, job.target, job.attempt, outcome)
+    try:
+        delay = retry_in(context, job.target, job.attempt, outcome)
+    except (ArithmeticError, ValueError, TypeError) as exc:
+        # A retry that cannot be scheduled would fail the job without a trace of the delivery:
+        # it is dead-lettered instead, where it can be seen and redelivered.
+        log.warning("delivery_retry_unschedulable", error=type(exc).__name__, **fields)
+        outcome = Outcome(outcome.status, "retry schedule could not be computed")
+        delay = None
+    if delay is not None and not math.isfinite(delay):
+        outcome, delay = Outcome(outcome.status, "retry schedule could not be computed"), None
     if delay is not None:
         again = job.next_attempt() if outcome.status == DeliveryStatus.RETRY else job
         context.enqueue(again, delay)

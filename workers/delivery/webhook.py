@@ -1,20 +1,21 @@
-"""POST signed alert payloads to webhook endpoints, with a delivery log per endpoint.
+"""POST signed alert payloads to webhook endpoints, with a delivery log per (owner, endpoint).
 
-One attempt per call: refuse targets that resolve to private, loopback or link-local addresses
-(unless allowed), sign the JSON body the Standard Webhooks way (``webhook-id`` is the alert id,
-so every retry and redelivery carries the same one), POST it with a timeout and without
-following redirects, record the attempt (time, status, latency, error) in the endpoint's capped
-log. A 2xx is success; 410 Gone disables the endpoint; anything else goes back to the retry
-schedule. Secrets never reach a log line, an error text or the delivery log.
+One attempt per call: check the URL as at subscription time (``service.core.targets``), sign the
+JSON body the Standard Webhooks way (``webhook-id`` is the alert id, so every retry and
+redelivery carries the same one), POST it through the pinned client (``workers.delivery.
+pinning``: the host is resolved once, every address checked, the connection made to a checked
+one; a name that does not resolve is not sent to), with a timeout and without following
+redirects, and record the attempt in the endpoint's capped log. A 2xx is success; 410 Gone
+disables the endpoint; anything else goes back to the retry schedule; a refused target goes to
+the dead letters. The log is the tenant's to read, so a refused attempt is recorded without a
+status, a latency or the reason's detail: it cannot be used to probe a network. Secrets never
+reach a log line, an error text or the delivery log.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
 import time
-from urllib.parse import urlsplit
 
 import httpx
 import structlog
@@ -24,47 +25,46 @@ from service.core.delivery import DeliveryJob, DeliveryStatus, Outcome, WebhookT
 from service.core.render import webhook_payload
 from service.core.retry import parse_retry_after
 from service.core.signing import signature_header
+from service.core.targets import STRICT, TargetError, TargetPolicy, check_webhook_url
 from service.store.deliveries import Ledger
+from service.store.subscription import public_id
 from workers.delivery.once import send_once
+from workers.delivery.pinning import (
+    Resolver,
+    TargetRefusedError,
+    UnresolvableError,
+    pinned_client,
+    system_resolver,
+)
 
 log = structlog.get_logger(__name__)
 
 USER_AGENT = "tgwatch-webhooks/1"
-
-
-def address_refusal(address: str, *, allow_private: bool, allow_loopback: bool) -> str | None:
-    """Why an IP address may not be a webhook target, or None when it may."""
-    ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_loopback:
-        return None if allow_loopback else "loopback address"
-    if ip.is_unspecified or ip.is_multicast:
-        return "unroutable address"
-    if ip.is_link_local or ip.is_private or ip.is_reserved or not ip.is_global:
-        return None if allow_private else "private or link-local address"
-    return None
+# What the tenant's delivery log says of a refused target, whatever the reason.
+REFUSED = "refused: target not allowed"
+UNRESOLVED = "cannot resolve the host"
 
 
 class WebhookSender:
     def __init__(
         self,
-        client: httpx.AsyncClient,
         ledger: Ledger,
         *,
         timeout: float,
         claim_ttl: float,
-        allow_private: bool = False,
-        allow_loopback: bool = False,
+        policy: TargetPolicy = STRICT,
         log_max: int = constants.WEBHOOK_LOG_MAX,
+        resolver: Resolver = system_resolver,
     ) -> None:
-        self.client = client
         self.ledger = ledger
         self.timeout = timeout
         self.claim_ttl = claim_ttl
-        self.allow_private = allow_private
-        self.allow_loopback = allow_loopback
+        self.policy = policy
         self.log_max = log_max
+        self.client = pinned_client(policy, timeout=timeout, resolver=resolver)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
     async def send(self, job: DeliveryJob) -> Outcome:
         target = job.target
@@ -75,16 +75,20 @@ class WebhookSender:
             claim_ttl=self.claim_ttl, force=job.force,
         )  # fmt: skip
 
+    def _refused(self, target: WebhookTarget, job: DeliveryJob, at: float, reason: str) -> Outcome:
+        self._record(target, job, at, status=None, latency_ms=None, error=REFUSED)
+        log.warning("webhook_target_refused", url=redact_url(target.url), reason=reason)
+        return Outcome(DeliveryStatus.DEAD, f"refused: {reason}")
+
     async def _attempt(self, job: DeliveryJob, target: WebhookTarget) -> Outcome:
         started = time.time()
-        refusal = await self._check_target(target.url)
-        if refusal is not None:
-            self._record(
-                target, job, started, status=None, latency_ms=0, error=f"refused: {refusal}"
-            )
-            log.warning("webhook_target_refused", url=redact_url(target.url), reason=refusal)
-            return Outcome(DeliveryStatus.DEAD, f"refused: {refusal}")
+        try:
+            check_webhook_url(target.url, self.policy)
+        except TargetError as exc:
+            return self._refused(target, job, started, str(exc))
         payload = webhook_payload(job.alert, subscription_name=job.subscription_name)
+        # A tenant knows its subscription by its own id, not the stored (scoped) one.
+        payload["subscription"]["id"] = public_id(job.alert.subscription_id, target.owner)
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         timestamp = int(time.time())
         headers = {
@@ -105,9 +109,15 @@ class WebhookSender:
             )  # fmt: skip
             status = response.status_code
             retry_after = parse_retry_after(response.headers.get("retry-after"), time.time()) or 0.0
+        except TargetRefusedError as exc:
+            return self._refused(target, job, started, exc.reason)
+        except UnresolvableError as exc:
+            self._record(target, job, started, status=None, latency_ms=None, error=UNRESOLVED)
+            log.warning("webhook_unresolvable", url=redact_url(target.url), detail=str(exc))
+            return Outcome(DeliveryStatus.RETRY, UNRESOLVED)
         except httpx.TimeoutException:
             error = "timeout"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = self._safe_error(exc, target)
         latency_ms = int((time.perf_counter() - clock) * 1000)
         if status is not None and not 200 <= status < 300:
@@ -124,29 +134,9 @@ class WebhookSender:
             return Outcome(DeliveryStatus.DISABLED, "410 Gone")
         return Outcome(DeliveryStatus.RETRY, error, retry_in=retry_after)
 
-    async def _check_target(self, url: str) -> str | None:
-        """Why the URL's host may not be reached, or None. Checks every resolved address."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            addresses = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-            except OSError:
-                return None  # unresolvable now: the attempt fails and is retried
-            addresses = [str(info[4][0]) for info in infos]
-        for address in addresses:
-            refusal = address_refusal(address, allow_private=self.allow_private,
-                                      allow_loopback=self.allow_loopback)  # fmt: skip
-            if refusal is not None:
-                return refusal
-        return None
-
     def _record(
         self, target: WebhookTarget, job: DeliveryJob, at: float, *, status: int | None,
-        latency_ms: int, error: str | None,
+        latency_ms: int | None, error: str | None,
     ) -> None:  # fmt: skip
         entry = {
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at)),

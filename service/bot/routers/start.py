@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import redis
-from aiogram import Router
-from aiogram.filters import Command, CommandStart
+from aiogram import Bot, Router
+from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
 from service.bot.routers.common import say, subscriber_of
+from service.bot.routers.links import link_with_code
 from service.core.delivery import TelegramTarget
 from service.store.deliveries import Ledger
 from service.store.subscribers import SubscriberStore
@@ -22,6 +23,10 @@ HELP = """<b>tgwatch</b> tells you when a Telegram channel posts what you watch.
 /list — your watches
 /unwatch <code>id</code> — stop a watch
 /pause [<code>id</code>|all], /resume [<code>id</code>|all] — pause or resume one or all
+
+<b>Accounts</b>
+/link <code>code</code> — receive the alerts of an API account that gave you the code
+/links — linked accounts; /unlink <code>owner</code> — stop one
 
 <b>Delivery</b>
 /digest off|15m|1h|daily — collect alerts into one message per window
@@ -39,7 +44,12 @@ NOT or <code>-word</code>, parentheses, <code>/regex/i</code>, <code>#tag</code>
 <code>topic:id</code>, <code>entity:id</code>."""
 
 
-async def start(message: Message, store: SubscriberStore, redis: redis.Redis) -> None:
+async def start(
+    message: Message, command: CommandObject, bot: Bot, store: SubscriberStore, redis: redis.Redis
+) -> None:
+    if command.args:  # a deep link t.me/<bot>?start=<code>: a link code
+        await link_with_code(message, bot, store, command.args)
+        return
     subscriber = subscriber_of(message)
     await asyncio.to_thread(store.ensure_subscriber, subscriber, "telegram", message.chat.id)
     # A chat that blocked the bot was deactivated by delivery; /start means it is back.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import Executor
+from functools import partial
 
 import redis
 from aiogram import Router
@@ -12,10 +14,14 @@ from aiogram.types import Message
 from service import constants
 from service.bot.replies import code, cut, esc, join_limited, query_error, subscription_line
 from service.bot.routers.common import say, subscriber_of
+from service.bot.routers.links import owner_label
+from service.config import LimitSettings
 from service.core.query.parser import QueryError
 from service.core.render import excerpt_html
 from service.querytools import check_query, explain_lines, run_test, stored_entities
+from service.store.quotas import RequestBudget
 from service.store.subscribers import (
+    QuotaError,
     StoredSubscription,
     SubscriberStore,
     SubscriptionExistsError,
@@ -29,7 +35,11 @@ TEST_EXCERPT_CHARS = 300
 
 
 async def watch(
-    message: Message, command: CommandObject, store: SubscriberStore, redis: redis.Redis
+    message: Message,
+    command: CommandObject,
+    store: SubscriberStore,
+    redis: redis.Redis,
+    limits: LimitSettings,
 ) -> None:
     query = (command.args or "").strip()
     if not query:
@@ -37,7 +47,7 @@ async def watch(
         return
     entities = await asyncio.to_thread(stored_entities, redis)
     try:
-        tree = check_query(query, entities)
+        tree = await asyncio.to_thread(check_query, query, entities, regex_ms=limits.regex_ms)
     except QueryError as exc:
         await say(message, query_error(query, exc))
         return
@@ -56,6 +66,9 @@ async def watch(
             break
         except SubscriptionExistsError:
             continue
+        except QuotaError as exc:
+            await say(message, f"❌ {esc(str(exc))}")
+            return
     understood = "\n".join(explain_lines(tree))
     await say(
         message,
@@ -72,15 +85,21 @@ async def watch(
 
 async def list_(message: Message, store: SubscriberStore) -> None:
     subs = await asyncio.to_thread(store.for_chat, message.chat.id)
-    if not subs:
+    others = await asyncio.to_thread(store.delivered_to_chat, message.chat.id)
+    if not subs and not others:
         await say(message, "No watches yet. Start one with /watch <code>query</code>.")
         return
-    await say(
-        message,
-        join_limited(
-            [f"<b>Your watches ({len(subs)})</b>", *(subscription_line(sub) for sub in subs)]
-        ),
-    )
+    parts = [f"<b>Your watches ({len(subs)})</b>", *(subscription_line(sub) for sub in subs)]
+    if not subs:
+        parts = ["No watches of your own. Start one with /watch <code>query</code>."]
+    if others:
+        parts.append(f"<b>Also delivered here ({len(others)})</b> — /unwatch <code>id</code>")
+        parts.extend(
+            f"• {code(sub.id)} {esc(cut(sub.name, 100))}"
+            + (f" <i>({esc(owner_label(sub.owner))})</i>" if sub.owner else "")
+            for sub in others
+        )
+    await say(message, join_limited(parts))
 
 
 async def unwatch(message: Message, command: CommandObject, store: SubscriberStore) -> None:
@@ -88,12 +107,13 @@ async def unwatch(message: Message, command: CommandObject, store: SubscriberSto
     if not sub_id:
         await say(message, "Usage: /unwatch <code>id</code> (see /list)")
         return
-    sub = await asyncio.to_thread(store.find_for_chat, sub_id, message.chat.id)
-    if sub is None:
+    done = await asyncio.to_thread(store.unwatch_for_chat, sub_id, message.chat.id)
+    if done is None:
         await say(message, f"No watch {code(cut(sub_id, 80))} here. See /list.")
-        return
-    await asyncio.to_thread(store.unwatch_for_chat, sub.id, message.chat.id)
-    await say(message, f"🗑 Stopped {code(sub.id)}: {esc(cut(sub.query, 300))}")
+    elif done == "deleted":
+        await say(message, f"🗑 Stopped {code(cut(sub_id, 80))}.")
+    else:
+        await say(message, f"🗑 {code(cut(sub_id, 80))} no longer sends its alerts here.")
 
 
 async def _set_paused(
@@ -110,7 +130,7 @@ async def _set_paused(
             await say(message, f"No watch {code(cut(target, 80))} here. See /list.")
             return
         ids = [sub.id]
-    changed = await asyncio.to_thread(store.set_paused, ids, paused)
+    changed = await asyncio.to_thread(store.set_paused, ids, paused, subscriber_of(message))
     if not changed:
         await say(
             message, f"Nothing to change: {'all already ' + verb.lower() if ids else 'no watches'}."
@@ -132,16 +152,30 @@ async def resume(message: Message, command: CommandObject, store: SubscriberStor
     await _set_paused(message, command.args, store, False)
 
 
-async def test(message: Message, command: CommandObject, redis: redis.Redis) -> None:
+async def test(
+    message: Message,
+    *,
+    command: CommandObject,
+    redis: redis.Redis,
+    limits: LimitSettings,
+    test_budget: RequestBudget,
+    tests: Executor,
+) -> None:
     query = (command.args or "").strip()
     if not query:
         await say(message, "Usage: /test <code>query</code> — tries it on recent posts")
         return
+    wait = await asyncio.to_thread(test_budget.take, str(message.chat.id))
+    if wait is not None:
+        await say(message, f"⏳ Too many tests: try again in {max(1, round(wait))} s.")
+        return
     entities = await asyncio.to_thread(stored_entities, redis)
+    job = partial(
+        run_test, redis, query, entities, max_hits=constants.TEST_BOT_MAX_HITS,
+        max_posts=limits.test_posts, seconds=limits.test_seconds, regex_ms=limits.regex_ms,
+    )  # fmt: skip
     try:
-        result = await asyncio.to_thread(
-            run_test, redis, query, entities, max_hits=constants.TEST_BOT_MAX_HITS
-        )
+        result = await asyncio.get_running_loop().run_in_executor(tests, job)
     except QueryError as exc:
         await say(message, query_error(query, exc))
         return
@@ -159,6 +193,8 @@ async def test(message: Message, command: CommandObject, redis: redis.Redis) -> 
         )
     if result.total_hits > len(result.hits):
         parts.append(esc(f"(showing the newest {len(result.hits)})"))
+    if result.truncated:
+        parts.append(esc("(stopped early: the test's time or post budget ran out)"))
     if result.total_hits:
         parts.append(f"\nSave it with /watch {esc(cut(query, 300))}")
     await say(message, join_limited(parts))
