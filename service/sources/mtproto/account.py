@@ -28,7 +28,6 @@ from service.sources.mtproto.albums import assemble_album, group_albums
 from service.sources.mtproto.client import (
     CHANNEL_LIMIT,
     AccountUnusableError,
-    ChannelMessage,
     ChannelRef,
     ChannelUnreadableError,
     DisconnectedError,
@@ -36,8 +35,10 @@ from service.sources.mtproto.client import (
     MtprotoClient,
     is_invite,
 )
+from service.sources.mtproto.history import album_around, newest_id, read_gap
 from service.sources.mtproto.live import LiveFeed, Tracked
 from service.sources.mtproto.settings import MtprotoSettings
+from service.sources.mtproto.tasks import cancel_and_wait
 from service.sources.mtproto.writer import ChannelWriter
 from service.store.accounts import AccountStore
 
@@ -46,8 +47,6 @@ log = structlog.get_logger(__name__)
 JOIN, HISTORY = "join", "history"
 # Which work a FloodWaitError on an operation pauses.
 FLOOD_KIND = {"resolve": JOIN, "join": JOIN, "history": HISTORY}
-# Telegram albums hold at most 10 items: an edited item's album lies within 10 ids either side.
-ALBUM_MAX_ITEMS = 10
 # Reconnect after a lost connection from 1 s, doubling to a minute: an outage must not turn into
 # a tight loop, and recovery should be noticed within a minute.
 RECONNECT_MIN_SECONDS = 1.0
@@ -55,23 +54,6 @@ RECONNECT_MAX_SECONDS = 60.0
 # Work that failed for another reason (Redis, the sink) is tried again after this long, while the
 # account's other channels go on; a lost connection pauses all work this long before retrying.
 RETRY_SECONDS = 5.0
-# Stopping cancels the account's tasks, again every 0.1 s for one that swallowed the cancel,
-# giving up waiting after 10 s (a stop must not hang on a stuck request).
-CANCEL_ROUNDS = 100
-CANCEL_WAIT_SECONDS = 0.1
-
-
-async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait for them to end, cancelling again any that swallowed the first
-    cancel (a library catching CancelledError mid-request, or 3.11's wait_for race)."""
-    for _ in range(CANCEL_ROUNDS):
-        pending = [task for task in tasks if not task.done()]
-        if not pending:
-            break
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=CANCEL_WAIT_SECONDS)
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)
@@ -307,40 +289,30 @@ class AccountRunner:
 
     async def _catch_up(self, tracked: Tracked) -> None:
         assert tracked.ref is not None
-        ref, key = tracked.ref, tracked.key
+        key = tracked.key
         watermark = await self.writer.channels.watermark(key)
         pages = self.settings.backfill_pages if watermark is None else self.settings.catchup_pages
         if watermark is None and pages == 0:
             # First sight of the channel and no backfill asked: start from its newest post.
-            latest = await self.client.history(ref, min_id=0, before_id=None, limit=1)
-            start = max([m.message_id for m in latest] + [tracked.live_max])
+            start = max(await newest_id(self.client, tracked.ref), tracked.live_max)
             await self.writer.move_watermark(key, start)
             tracked.synced = True
             await self.writer.healthy(key)
             return
-        collected: list[ChannelMessage] = []
-        before: int | None = None
-        complete = False
-        for _ in range(pages):
-            page = await self.client.history(
-                ref, min_id=watermark or 0, before_id=before, limit=self.settings.page_size
-            )
-            collected.extend(page)
-            if len(page) < self.settings.page_size:
-                complete = True
-                break
-            before = min(message.message_id for message in page)
-        if not complete and watermark is not None:
+        gap = await read_gap(self.client, tracked.ref, watermark or 0, pages=pages,
+                             page_size=self.settings.page_size)  # fmt: skip
+        if not gap.complete and watermark is not None:
             log.warning("mtproto_gap_unfilled", account=self.name, channel=key, after=watermark,
-                        before=before, pages=pages)  # fmt: skip
+                        before=gap.before, pages=pages)  # fmt: skip
         async with tracked.lock:
             if not await self._holds(tracked):  # shed or lost while reading: others read it
                 return
-            for message in collected:
+            for message in gap.messages:
                 if message.rejected is not None:
                     await self.writer.reject(message.rejected)
-            posts = group_albums([m.post for m in collected if m.post is not None])
-            newest = max([m.message_id for m in collected] + [watermark or 0, tracked.live_max])
+            posts = group_albums([m.post for m in gap.messages if m.post is not None])
+            ids = [m.message_id for m in gap.messages]
+            newest = max([*ids, watermark or 0, tracked.live_max])
             await self.writer.emit(key, posts, watermark=newest or None)
             tracked.synced = True
         await self.writer.healthy(key)
@@ -350,18 +322,11 @@ class AccountRunner:
     async def _album_edit(self, tracked: Tracked, item: Post) -> None:
         """An album item was edited: read its album around it and emit the album again."""
         assert tracked.ref is not None
-        page = await self.client.history(
-            tracked.ref,
-            min_id=max(0, item.message_id - ALBUM_MAX_ITEMS),
-            before_id=item.message_id + ALBUM_MAX_ITEMS + 1,
-            limit=2 * ALBUM_MAX_ITEMS + 1,
-        )
-        items = {m.message_id: m.post for m in page if m.post and m.post.album_id == item.album_id}
-        items[item.message_id] = item
+        items = await album_around(self.client, tracked.ref, item)
         async with tracked.lock:
             if not await self._holds(tracked):
                 return
-            album = assemble_album(list(items.values()), edited=True)
+            album = assemble_album(items, edited=True)
             await self.writer.emit(tracked.key, [album], watermark=None)
 
     # --- failures ---------------------------------------------------------------------------------

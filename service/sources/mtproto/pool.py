@@ -33,9 +33,10 @@ import structlog
 
 from service.metrics import MtprotoMetrics
 from service.sources.base import wait_or_stop
-from service.sources.mtproto.account import AccountRunner, cancel_and_wait
+from service.sources.mtproto.account import AccountRunner
 from service.sources.mtproto.client import MtprotoClient, channel_entry, is_invite
 from service.sources.mtproto.settings import MtprotoSettings
+from service.sources.mtproto.tasks import cancel_and_wait
 from service.sources.mtproto.writer import ChannelWriter
 from service.store.accounts import AccountRecord, AccountStore
 from service.store.leases import FALLBACK_ACCOUNT
