@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bot": ("service.commands.bot:bot", "Run the subscriber bot alone."),
     "api": ("service.commands.api:api", "Serve the HTTP API."),
     "apikeys": ("service.commands.api:apikeys", "Create, list and revoke API keys."),
+    "accounts": ("service.commands.accounts:accounts", "MTProto user accounts: add, list, remove."),
 }
 
 

@@ -153,6 +153,55 @@ class LimitSettings(BaseSettings):
     )  # fmt: skip
 
 
+class MtprotoSettings(BaseSettings):
+    """What `tgwatch listen --source mtproto` and `tgwatch accounts` can be told from outside."""
+
+    model_config = _config("TGWATCH_MTPROTO_")
+
+    api_id: int | None = Field(default=None, description="app id from my.telegram.org")
+    api_hash: SecretStr | None = Field(default=None, description="app hash (secret)")
+    session_dir: Path = Field(
+        default=Path("data/mtproto"), description="where account sessions are stored (mode 0600)"
+    )
+    session_key: SecretStr | None = Field(
+        default=None, description="passphrase encrypting stored sessions (secret); unset: plain"
+    )
+    accounts: Names = Field(
+        default_factory=list, description="accounts this process runs (default: every session)"
+    )
+    channels: Names = Field(
+        default_factory=list,
+        description="channels only this source reads, beside TGWATCH_CHANNELS (invite links too)",
+    )
+    channels_per_account: int = Field(default=constants.MTPROTO_CHANNELS_PER_ACCOUNT, ge=1, le=1000)
+    lease_seconds: float = Field(default=constants.MTPROTO_LEASE_SECONDS, ge=1.0, le=600.0)
+    catchup_pages: int = Field(default=constants.MTPROTO_CATCHUP_PAGES, ge=1, le=1000)
+    page_size: int = Field(
+        default=constants.MTPROTO_PAGE_SIZE, ge=1, le=constants.MTPROTO_PAGE_SIZE
+    )
+    backfill_pages: int = Field(default=0, ge=0, le=100)
+    resync_seconds: float = Field(default=constants.MTPROTO_RESYNC_SECONDS, ge=1.0)
+    flood_handoff_seconds: float = Field(default=constants.MTPROTO_FLOOD_HANDOFF_SECONDS, ge=0.0)
+    fallback: bool = Field(default=True, description="poll previews of channels no account reads")
+
+    @field_validator("accounts", "channels", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @property
+    def configured(self) -> bool:
+        """Both app credentials are set (without them no account can connect)."""
+        return self.api_id is not None and self.api_hash is not None
+
+    @property
+    def tick_seconds(self) -> float:
+        """How often leases are renewed and channels (re)assigned: a third of a lease."""
+        return self.lease_seconds / 3.0
+
+
 class Settings(BaseSettings):
     """Everything a tgwatch process can be told from outside (TGWATCH_*)."""
 
@@ -211,10 +260,13 @@ class Settings(BaseSettings):
     bot: BotSettings = Field(default_factory=BotSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    mtproto: MtprotoSettings = Field(default_factory=MtprotoSettings)
 
     def secret_values(self) -> list[str]:
         """The secrets of this configuration, to scrub from every log line."""
-        return [s.get_secret_value() for s in (self.telegram_token, self.webhook_secret) if s]
+        secrets = (self.telegram_token, self.webhook_secret, self.mtproto.api_hash,
+                   self.mtproto.session_key)  # fmt: skip
+        return [s.get_secret_value() for s in secrets if s]
 
     @field_validator("channels", "languages", "ner_languages", mode="before")
     @classmethod
@@ -275,6 +327,10 @@ def load_settings(**overrides: Any) -> Settings:
         DeliverySettings, "TGWATCH_DELIVERY_", **env_file
     )
     limits = overrides.pop("limits", None) or _build(LimitSettings, "TGWATCH_LIMIT_", **env_file)
-    return _build(
-        Settings, "TGWATCH_", bot=bot, delivery=delivery, limits=limits, **env_file, **overrides
+    mtproto = overrides.pop("mtproto", None) or _build(
+        MtprotoSettings, "TGWATCH_MTPROTO_", **env_file
     )
+    return _build(
+        Settings, "TGWATCH_", bot=bot, delivery=delivery, limits=limits, mtproto=mtproto,
+        **env_file, **overrides,
+    )  # fmt: skip

@@ -333,3 +333,25 @@ PREVIEW_CHANNELS_REFRESH_SECONDS = 5.0
 # retry of a job (the last is minutes after the first) with room for an operator's requeue.
 DECIDED_PREFIX = KEY_PREFIX + "decided:"
 DECIDED_TTL_SECONDS = 24 * 3600
+
+# --- MTProto source -----------------------------------------------------------------------------
+# One account follows at most this many channels by default: Telegram lets a user join 500
+# channels (1000 with Premium), and an account near that limit gets CHANNELS_TOO_MUCH on joins.
+MTPROTO_CHANNELS_PER_ACCOUNT = 500
+# A lease on a channel (and on an account) lasts this long unless renewed; a listener that dies
+# loses its channels to others within this plus one round. Renewed every third of it, so two
+# missed renewals in a row (a Redis hiccup, a stalled loop) still do not lose it.
+MTPROTO_LEASE_SECONDS = 30.0
+# Catch-up after a restart or a disconnect reads at most this many pages of history per channel:
+# a gap longer than that (days of a busy channel) is given up, logged, rather than stalling the
+# account's other channels; the newest posts are read first.
+MTPROTO_CATCHUP_PAGES = 10
+# Messages per history request: Telegram's own maximum for messages.getHistory.
+MTPROTO_PAGE_SIZE = 100
+# Every channel is re-read from its watermark this often even without a disconnect: Telegram does
+# not push every update of big channels reliably, and a history request that finds nothing new
+# costs one call. 500 channels every 10 minutes is under one request a second per account.
+MTPROTO_RESYNC_SECONDS = 600.0
+# A flood wait on resolving or joining longer than this hands the account's channels that still
+# wait for it to other accounts instead of leaving them unread that long.
+MTPROTO_FLOOD_HANDOFF_SECONDS = 60.0

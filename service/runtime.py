@@ -24,7 +24,7 @@ from pydantic import SecretStr
 from service import constants
 from service.config import Settings
 from service.metrics import Metrics
-from service.ops import async_readiness, ops_ports, redis_ready, start_ops
+from service.ops import Check, async_readiness, ops_ports, redis_ready, start_ops
 from service.queue import Enqueuer, EnqueueStats
 from service.redis import RedisHandle
 from service.sources.base import Listener
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-SOURCES = ("bot", "preview")
+SOURCES = ("bot", "preview", "mtproto")
 
 
 class NoSourcesError(RuntimeError):
@@ -66,9 +66,11 @@ async def build_listeners(
     *,
     metrics: Metrics,
     sources: frozenset[str] | None = None,
+    checks: dict[str, Check] | None = None,
 ) -> list[Listener]:
-    """The live sources this configuration asks for (``sources`` narrows them to ``bot`` and/or
-    ``preview``); their resources close with ``stack``."""
+    """The live sources this configuration asks for (``sources`` narrows them to ``bot``,
+    ``preview`` and/or ``mtproto``); their resources close with ``stack``; sources with a
+    readiness of their own add it to ``checks`` (/readyz)."""
     listeners: list[Listener] = []
     wanted = sources or frozenset(SOURCES)
     if settings.telegram_token is not None and "bot" in wanted:
@@ -111,14 +113,26 @@ async def build_listeners(
                 settings, sink, store, http, channel_source=added_channels, metrics=metrics
             )
         )
+    if "mtproto" in wanted:  # user accounts over MTProto: only when configured (Telethon extra)
+        from service.sources.mtproto.listener import build_mtproto_listener
+
+        mtproto = await build_mtproto_listener(
+            settings, connection, redis_url, sink, stack, metrics=metrics,
+            explicit=sources is not None and "mtproto" in sources,
+        )  # fmt: skip
+        if mtproto is not None:
+            listeners.append(mtproto)
+            if checks is not None:
+                checks["mtproto"] = mtproto.ready
     return listeners
 
 
 async def serve_ops(
     settings: Settings, connection: redis.Redis, metrics: Metrics, port: int,
-    stack: AsyncExitStack,
+    stack: AsyncExitStack, *, checks: dict[str, Check] | None = None,
 ) -> None:  # fmt: skip
-    """/metrics, /healthz and /readyz of an async process (listeners, bot, API) on ``port``."""
+    """/metrics, /healthz and /readyz of an async process (listeners, bot, API) on ``port``.
+    ``checks`` may gain entries later (sources built after the server starts): each is run."""
     if not port:
         return
     metrics.attach_redis(connection)
@@ -126,7 +140,9 @@ async def serve_ops(
     async def redis_ok() -> bool:
         return await asyncio.to_thread(redis_ready, connection)
 
-    await start_ops(metrics, async_readiness({"redis": redis_ok}), settings.metrics_host, port,
+    checks = {} if checks is None else checks
+    checks["redis"] = redis_ok
+    await start_ops(metrics, async_readiness(checks), settings.metrics_host, port,
                     stack)  # fmt: skip
 
 
@@ -150,17 +166,19 @@ async def run_listeners(
         connection, batch_size=settings.batch_size, batch_wait=settings.batch_wait, metrics=metrics
     )
     port = settings.metrics_port if ops_port is None else ops_port
+    checks: dict[str, Check] = {}
     async with AsyncExitStack() as stack:
         stack.push_async_callback(enqueuer.close)
-        await serve_ops(settings, connection, metrics, port, stack)
+        await serve_ops(settings, connection, metrics, port, stack, checks=checks)
         if replay is not None:
             return await _replay(settings, enqueuer, stop, replay)
         listeners = await build_listeners(
-            settings, connection, redis_url, enqueuer, stack, metrics=metrics, sources=sources
-        )
+            settings, connection, redis_url, enqueuer, stack, metrics=metrics, sources=sources,
+            checks=checks,
+        )  # fmt: skip
         if not listeners:
-            raise NoSourcesError("no source is configured: set TGWATCH_TELEGRAM_TOKEN and/or "
-                                 "TGWATCH_CHANNELS")  # fmt: skip
+            raise NoSourcesError("no source is configured: set TGWATCH_TELEGRAM_TOKEN, "
+                                 "TGWATCH_CHANNELS and/or MTProto accounts")  # fmt: skip
         tasks = [asyncio.create_task(listener.run(stop)) for listener in listeners]
         stopper = asyncio.create_task(stop.wait())
         # A listener that dies stops the process (a supervisor restarts it) instead of running on

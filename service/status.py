@@ -19,6 +19,7 @@ from rq.worker_registration import REDIS_WORKER_KEYS
 
 from service import constants
 from service.redis import text
+from service.store.accounts import channel_sources, list_accounts
 from service.store.channels import list_channel_health
 from service.store.deliveries import Ledger
 from service.store.posts import PostStore
@@ -123,10 +124,12 @@ def collect_status(connection: redis.Redis) -> dict[str, Any]:
     now = time.time()
     store = PostStore(connection)
     health = {entry.channel: entry.to_dict() for entry in list_channel_health(connection)}
+    readers = channel_sources(connection)  # the MTProto source: which account, or a fallback
     channels = []
-    for channel in sorted(set(store.channels()) | set(health)):
+    for channel in sorted(set(store.channels()) | set(health) | set(readers)):
         entry: dict[str, Any] = {"channel": channel, **store.stats(channel)}
         entry.update({k: v for k, v in health.get(channel, {}).items() if v is not None})
+        entry.update(readers.get(channel, {}))
         channels.append(entry)
     return {
         "at": datetime.fromtimestamp(now, UTC).isoformat(timespec="seconds"),
@@ -135,6 +138,7 @@ def collect_status(connection: redis.Redis) -> dict[str, Any]:
         "jobs_held": _held(connection),
         "dead_letters": _dead_letters(connection),
         "channels": channels,
+        "accounts": [record.to_dict() for record in list_accounts(connection)],
         "rejected": count_rejected(connection),
     }
 
@@ -173,9 +177,23 @@ def render_status(report: dict[str, Any]) -> str:
             health += f"  last error: {ch['last_error']}"
         if ch.get("failures"):
             health += f" ({ch['failures']} in a row)"
+        if ch.get("fallback"):
+            how = "preview polls it" if ch.get("polled") else "not read"
+            health += f"  no account reads it ({ch['fallback']}): {how}"
+        elif ch.get("account"):
+            health += f"  via account {ch['account']}"
         watermark = f"  watermark {ch['watermark']}" if ch.get("watermark") else ""
         lines.append(f"  {ch['channel']:<24} posts {ch.get('posts', 0):>5}  "
                      f"versions {ch.get('versions', 0):>5}  last post {ch.get('last_date', '-')}"
                      f"{watermark}{health}")  # fmt: skip
+    if report.get("accounts"):
+        lines.append(f"Accounts (MTProto): {len(report['accounts'])}")
+        for account in report["accounts"]:
+            up = "connected" if account["connected"] else "running" if account["running"] else "-"
+            state = account["state"] + (f" ({account['reason']})" if account["reason"] else "")
+            flood = max(0.0, (account["flood_until"] or 0.0) - time.time())
+            lines.append(f"  {account['name']:<16} {state:<28} {up:<10} "
+                         f"channels {account['channels']}"
+                         + (f"  flood wait {flood:.0f}s" if flood else ""))  # fmt: skip
     lines.append(f"Set-aside input: {report['rejected']} (tgwatch rejected)")
     return "\n".join(lines)

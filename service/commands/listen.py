@@ -8,11 +8,12 @@ from service.commands.root import StopSignals
 
 
 @click.command()
-@click.option("--source", "sources", multiple=True, type=click.Choice(["bot", "preview"]),
+@click.option("--source", "sources", multiple=True,
+              type=click.Choice(["bot", "preview", "mtproto"]),
               help="Run only these sources (default: every configured one). The bot source "
                    "also answers subscribers' commands.")  # fmt: skip
 def listen(sources: tuple[str, ...]) -> None:
-    """Run the configured live sources (bot updates, web preview poller) until stopped.
+    """Run the configured live sources (bot updates, MTProto accounts, web preview poller).
 
     Exits non-zero when no source is configured or a source fails.
     """

@@ -212,7 +212,8 @@ class Post:
 
     ``text`` is what a person reads (see ``PART_KINDS``); ``parts`` says which stretch is which
     (empty on posts stored before parts existed: the whole text is then the message text).
-    ``author`` is the post's signature, when the channel signs its posts.
+    ``author`` is the post's signature, when the channel signs its posts. ``deleted`` marks the
+    version a source recorded when the post was deleted in Telegram: stored, never alerted.
     """
 
     channel: str
@@ -235,6 +236,7 @@ class Post:
     author: str | None = None
     parts: tuple[TextPart, ...] = ()
     content_hash: str = field(default="")
+    deleted: bool = False
 
     def __post_init__(self) -> None:
         if self.date.tzinfo is None:
@@ -316,6 +318,7 @@ class Post:
             "parts": [part.to_dict() for part in self.parts],
             "link": self.link,
             "content_hash": self.content_hash,
+            "deleted": self.deleted,
         }
 
     @classmethod
@@ -346,4 +349,5 @@ class Post:
             author=data.get("author"),
             parts=tuple(TextPart.from_dict(item) for item in data.get("parts") or ()),
             content_hash=str(data.get("content_hash") or ""),
+            deleted=bool(data.get("deleted", False)),
         )

@@ -264,12 +264,13 @@ def test_compose_mounts_exist() -> None:
 
 def test_env_example_lists_settings_without_values() -> None:
     text = (ROOT / ".env.example").read_text()
-    from service.config import BotSettings, DeliverySettings, LimitSettings
+    from service.config import BotSettings, DeliverySettings, LimitSettings, MtprotoSettings
 
     fields = {f"TGWATCH_{name.upper()}" for name in Settings.model_fields}
     fields |= {f"TGWATCH_BOT_{name.upper()}" for name in BotSettings.model_fields}
     fields |= {f"TGWATCH_DELIVERY_{name.upper()}" for name in DeliverySettings.model_fields}
     fields |= {f"TGWATCH_LIMIT_{name.upper()}" for name in LimitSettings.model_fields}
+    fields |= {f"TGWATCH_MTPROTO_{name.upper()}" for name in MtprotoSettings.model_fields}
     mentioned = set(re.findall(r"\bTGWATCH_[A-Z_]+[A-Z]", text))
     assert mentioned - fields == set()
     assert {"TGWATCH_TELEGRAM_TOKEN", "TGWATCH_WEBHOOK_SECRET", "TGWATCH_CHANNELS"} <= mentioned
