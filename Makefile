@@ -40,9 +40,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## The benchmarks of docs/benchmarks.md: the rule engine (1k/10k/100k rules), the post stage and
+## worker throughput, end to end (real workers and Redis, 1k and 100k subscriptions), enrichment.
 bench: $(STAMP)
-	$(BIN)/python scripts/bench_pipeline.py
 	$(BIN)/python scripts/bench_rules.py
+	$(BIN)/python scripts/bench_pipeline.py
+	$(BIN)/python scripts/bench_e2e.py
 	$(BIN)/python scripts/bench_enrich.py
 
 ## The long fuzz run of the parsers of hostile input (10,000 cases per target; docs/security.md).

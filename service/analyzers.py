@@ -10,8 +10,9 @@ from service.core.model import WatchedEntity
 
 
 def enricher_from_settings(settings: Settings, watched: Sequence[WatchedEntity] = ()) -> Enricher:
-    """Language, topics and entities as TGWATCH_LANGUAGES, _TAXONOMY_FILE, _TOPIC_MODEL,
-    _TOPIC_MODE, _NER and _NER_LANGUAGES say (about a second to load; build it once)."""
+    """Language, topics and entities as TGWATCH_LANGUAGES, _LANGUAGE_ACCURACY, _TAXONOMY_FILE,
+    _TOPIC_MODEL, _TOPIC_MODE, _NER and _NER_LANGUAGES say (about a second to load; build it
+    once)."""
     return build_enricher(
         settings.languages,
         settings.taxonomy_file,
@@ -20,4 +21,5 @@ def enricher_from_settings(settings: Settings, watched: Sequence[WatchedEntity] 
         watched,
         ner_languages=tuple(settings.ner_languages),
         topic_mode=settings.topic_mode,
+        language_accuracy=settings.language_accuracy,
     )

@@ -246,6 +246,10 @@ class Settings(BaseSettings):
         description="languages the detector tells apart",
     )
     taxonomy_file: Path | None = Field(default=None, description="topics YAML (default: bundled)")
+    language_accuracy: Literal["high", "low"] = Field(
+        default="high",
+        description="lingua's models: high (every n-gram model, ~250 MB) or low (trigrams, ~15 MB)",
+    )
     topic_model: Path | None = Field(default=None, description="model from `tgwatch topics train`")
     topic_mode: Literal["cues", "model", "blend"] | None = None
     ner: bool = Field(default=False, description="PER/ORG/LOC recognition (ms per post)")

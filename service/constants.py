@@ -17,8 +17,10 @@ DELIVERIES_QUEUE = "tgwatch-deliveries"
 # An RQ job costs ~57 Redis commands and ~4 ms of worker CPU; 100 posts per job makes that
 # overhead ~40 us a post while a ~1 KB post batch stays ~100 KB of job data.
 BATCH_MAX_POSTS = 100
-# A live post waits at most this long for its batch to fill: alerts must arrive within seconds.
-BATCH_MAX_WAIT_SECONDS = 0.25
+# A live post waits at most this long for company (the Enqueuer adapts: the first post after a
+# quiet spell goes at once, a flood fills batches); short, because alerts must arrive within
+# ~100 ms, and long enough to hold a steady stream to ~50 jobs a second.
+BATCH_MAX_WAIT_SECONDS = 0.02
 
 # --- Jobs -------------------------------------------------------------------------------------
 # A failed batch is retried this many times (intervals below) before it stays in RQ's failed

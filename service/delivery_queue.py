@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 import structlog
+from redis.client import Pipeline
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -36,23 +37,34 @@ def deliveries_queue(connection: redis.Redis) -> Queue:
 
 
 def enqueue(
-    queue: Queue, function: str, payload: dict[str, Any], description: str, delay: float = 0.0
+    queue: Queue,
+    function: str,
+    payload: dict[str, Any],
+    description: str,
+    delay: float = 0.0,
+    *,
+    pipeline: Pipeline | None = None,
 ) -> Job:
-    """Put one delivery-side job on ``queue``, now or after ``delay`` seconds (RQ's scheduler)."""
+    """Put one delivery-side job on ``queue``, now or after ``delay`` seconds (RQ's scheduler);
+    in ``pipeline`` (the caller's MULTI/EXEC transaction) when given."""
     options: dict[str, Any] = {
         "job_timeout": constants.DELIVERY_JOB_TIMEOUT_SECONDS,
         "result_ttl": constants.JOB_RESULT_TTL_SECONDS,
         "failure_ttl": constants.JOB_FAILURE_TTL_SECONDS,
         "description": description,
     }
+    if pipeline is not None:
+        options["pipeline"] = pipeline
     if delay > 0:
         return queue.enqueue_in(timedelta(seconds=delay), function, payload, **options)
     return queue.enqueue(function, payload, **options)
 
 
-def enqueue_job(queue: Queue, job: DeliveryJob, delay: float = 0.0) -> Job:
+def enqueue_job(
+    queue: Queue, job: DeliveryJob, delay: float = 0.0, pipeline: Pipeline | None = None
+) -> Job:
     """Put one delivery on ``queue``, now or after ``delay`` seconds."""
-    return enqueue(queue, DELIVER, job.to_dict(), job.description, delay)
+    return enqueue(queue, DELIVER, job.to_dict(), job.description, delay, pipeline=pipeline)
 
 
 def enqueue_deliveries(
@@ -61,8 +73,10 @@ def enqueue_deliveries(
     targets: list[dict[str, Any]],
     *,
     subscription_name: str | None = None,
+    pipeline: Pipeline | None = None,
 ) -> int:
-    """Enqueue one delivery job per target of ``alert``; returns how many were enqueued.
+    """Enqueue one delivery job per target of ``alert``; returns how many were enqueued (in
+    ``pipeline``, the post stage's transaction, when given).
 
     A suppressed alert (edit of an alerted post, duplicate text) is not delivered. A malformed
     target is logged and skipped so the other targets still get the alert.
@@ -76,7 +90,7 @@ def enqueue_deliveries(
         except ValueError as exc:
             log.warning("delivery_target_invalid", alert_id=alert.id, reason=str(exc))
             continue
-        enqueue_job(queue, DeliveryJob(alert, target, 0, subscription_name))
+        enqueue_job(queue, DeliveryJob(alert, target, 0, subscription_name), pipeline=pipeline)
         count += 1
     return count
 

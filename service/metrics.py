@@ -88,6 +88,14 @@ END_TO_END_BUCKETS = (
     1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0,
     43200.0, 86400.0,
 )  # fmt: skip
+# Post handed to the queue -> its alerts decided and recorded: tens of milliseconds when workers
+# keep up, seconds to minutes behind a backlog.
+DECISION_BUCKETS = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0,
+)  # fmt: skip
+# Why a worker set a subscription aside (the ``reason`` label of tgwatch_subscriptions_set_aside).
+SET_ASIDE_REASONS = ("over_budget",)
 COMPILE_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -187,6 +195,18 @@ class Metrics:
         self.alerts = Counter(
             "tgwatch_alerts", "Alert decisions by outcome.", ["outcome"], registry=r
         )
+        self.decision_latency = Histogram(
+            "tgwatch_decision_latency_seconds",
+            "Post version handed to the posts queue to its alerts decided and recorded.",
+            buckets=DECISION_BUCKETS,
+            registry=r,
+        )
+        self.set_aside = Counter(
+            "tgwatch_subscriptions_set_aside",
+            "Subscriptions a worker paused because matching them cost too much.",
+            ["reason"],
+            registry=r,
+        )
         # --- delivery --------------------------------------------------------------------------
         self.deliveries = Counter(
             "tgwatch_deliveries",
@@ -263,6 +283,8 @@ class Metrics:
         for kind in MATCH_KINDS:
             self.matches.labels(kind)
         self.process_restarts.labels("worker")
+        for reason in SET_ASIDE_REASONS:
+            self.set_aside.labels(reason)
         for target in DELIVERY_TARGETS:
             self.delivery_latency.labels(target)
             for delivery_outcome in DELIVERY_OUTCOMES:
@@ -356,6 +378,28 @@ class Metrics:
 
     def observe_stage(self, step: str, seconds: float) -> None:
         self.stage_duration.labels(self.bounded("stage", "step", step)).observe(seconds)
+
+    @contextmanager
+    def batch_timer(self, step: str, posts: int) -> Iterator[None]:
+        """Time one step done for a batch of ``posts`` at once (a Redis round trip): each post
+        is observed with its share."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            if posts > 0:
+                share = (time.perf_counter() - started) / posts
+                histogram = self.stage_duration.labels(self.bounded("stage", "step", step))
+                for _ in range(posts):
+                    histogram.observe(share)
+
+    def alert_decided(self, seconds: float) -> None:
+        """A post version's alerts were decided and recorded ``seconds`` after it was handed to
+        the posts queue."""
+        self.decision_latency.observe(max(0.0, seconds))
+
+    def subscriptions_set_aside(self, reason: str, count: int = 1) -> None:
+        self.set_aside.labels(self.bounded("set_aside", "reason", reason)).inc(count)
 
     def post_processed(self, count: int = 1) -> None:
         self.posts_processed.inc(count)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import redis
 import structlog
+from redis.client import Pipeline
 from rq import Queue, Retry
 from rq.serializers import JSONSerializer
 
@@ -33,23 +35,31 @@ CHANNEL_NAMES_KEY = constants.KEY_PREFIX + "channel-names"
 CLAIM_TTL_SECONDS = 120
 # Once its batch is on the queue, the claim lives this long — long enough for a backlog of hours
 # — and only the worker that stored the version makes it the two-week "seen" mark
-# (``confirm_seen``). So a batch lost before it was stored never blocks a re-ingest for weeks;
-# a version enqueued twice meanwhile is found stored by the worker and skipped.
+# (``queue_confirm_seen``). So a batch lost before it was stored never blocks a re-ingest for
+# weeks; a version enqueued twice meanwhile is found stored by the worker and skipped.
 CLAIM_QUEUED_TTL_SECONDS = 6 * 3600
+# Each post of a job carries when it was handed to the queue (Unix time), under this key next to
+# its ``Post.to_dict`` fields: workers observe ``enqueued -> decided`` from it.
+QUEUED_AT = "queued_at"
 
 
 def _bare(post: Post) -> str:
     return str(bare_channel_id(post.channel_id or 0))
 
 
-def confirm_seen(connection: redis.Redis, version_keys: Sequence[str]) -> None:
-    """Post versions are stored: their claims become the two-week "seen" marks (one round trip)."""
-    if not version_keys:
-        return
-    pipe = connection.pipeline(transaction=False)
+def queue_confirm_seen(pipe: Pipeline, version_keys: Iterable[str]) -> None:
+    """Post versions are stored: their claims become the two-week "seen" marks, in the caller's
+    transaction (the one that stores them)."""
     for key in version_keys:
         pipe.set(SEEN_PREFIX + key, "stored", ex=constants.SEEN_TTL_SECONDS)
-    pipe.execute()
+
+
+def confirm_seen(connection: redis.Redis, version_keys: Sequence[str]) -> None:
+    """``queue_confirm_seen`` in a round trip of its own."""
+    if version_keys:
+        pipe = connection.pipeline(transaction=False)
+        queue_confirm_seen(pipe, version_keys)
+        pipe.execute()
 
 
 def posts_queue(connection: redis.Redis, name: str = constants.POSTS_QUEUE) -> Queue:
@@ -72,8 +82,12 @@ class Enqueuer:
 
     ``put`` claims a post version (SET NX on its channel/id/text-hash key) so a second sighting,
     by the same or another source or process, is dropped; the post then waits in a buffer that is
-    flushed as one job when it holds ``batch_size`` posts or ``batch_wait`` seconds after its first
-    post. Redis calls run in a thread so a slow Redis never blocks a listener's event loop.
+    flushed as one job. Batching adapts to the rate: a post that comes after ``batch_wait``
+    seconds without a batch goes at once, alone; posts that come faster wait until
+    ``batch_wait`` after the previous batch, and a flood fills batches of ``batch_size``, each
+    sent as soon as it is full. So a post waits at most ``batch_wait``, and the jobs of a steady
+    stream are at most one per ``batch_wait`` plus one per ``batch_size`` posts. Redis calls run
+    in a thread so a slow Redis never blocks a listener's event loop.
     """
 
     def __init__(
@@ -91,10 +105,12 @@ class Enqueuer:
         self.batch_wait = batch_wait
         self.metrics = metrics
         self.stats = EnqueueStats()
-        self._buffer: list[Post] = []
+        self._buffer: list[tuple[Post, float]] = []  # with when each was handed to us
         self._lock = asyncio.Lock()
         self._timer: asyncio.Task[None] | None = None
         self.outage = Outage("enqueuer")
+        self._last_batch = float("-inf")  # time.monotonic() of the latest batch sent
+        self._sending: asyncio.Future[None] | None = None  # a batch on its way to Redis
 
     # --- the PostSink protocol -----------------------------------------------------------------
     async def put(self, post: Post) -> bool:
@@ -110,13 +126,15 @@ class Enqueuer:
         self._count(posts, fresh)
         if not fresh:
             return 0
+        queued_at = time.time()
         async with self._lock:
-            self._buffer.extend(fresh)
+            self._buffer.extend((post, queued_at) for post in fresh)
             full = len(self._buffer) >= self.batch_size
-        if full:
+            due = self._last_batch + self.batch_wait - time.monotonic()
+        if full or due <= 0:  # a full batch, or the first post after a quiet spell: now
             await self.flush()
         elif self._timer is None or self._timer.done():
-            self._timer = asyncio.get_running_loop().create_task(self._flush_later())
+            self._timer = asyncio.get_running_loop().create_task(self._flush_later(due))
         return len(fresh)
 
     async def reject(self, rejected: Rejected) -> None:
@@ -132,19 +150,29 @@ class Enqueuer:
         async with self._lock:
             while self._buffer:
                 batch = self._buffer[: self.batch_size]
-                await asyncio.to_thread(self._enqueue_batch, batch)
-                del self._buffer[: len(batch)]
+                self._last_batch = time.monotonic()
+                # Shielded: a flush cancelled (the timer's, at close) while its batch is on the
+                # way lets it arrive and leave the buffer, never to be sent a second time.
+                self._sending = asyncio.ensure_future(self._send(batch))
+                await asyncio.shield(self._sending)
+
+    async def _send(self, batch: list[tuple[Post, float]]) -> None:
+        await asyncio.to_thread(self._enqueue_batch, batch)
+        del self._buffer[: len(batch)]
 
     async def close(self) -> None:
         if self._timer is not None and not self._timer.done():
             self._timer.cancel()
+            await asyncio.gather(self._timer, return_exceptions=True)
+        if self._sending is not None:
+            await asyncio.gather(self._sending, return_exceptions=True)
         await self.flush()
 
     # --- internals -----------------------------------------------------------------------------
-    async def _flush_later(self) -> None:
+    async def _flush_later(self, delay: float) -> None:
         """Flush the batch when its wait is over; while Redis is away, keep it and try again
         (capped backoff), so posts a source handed over are not dropped by an outage."""
-        await asyncio.sleep(self.batch_wait)
+        await asyncio.sleep(delay)
         while True:
             try:
                 await self.flush()
@@ -185,8 +213,8 @@ class Enqueuer:
             pipe.set(SEEN_PREFIX + post.version_key, post.source, nx=True, ex=CLAIM_TTL_SECONDS)
         return [bool(ok) for ok in pipe.execute()]
 
-    def _enqueue_batch(self, batch: list[Post]) -> None:
-        payload = [post.to_dict() for post in batch]
+    def _enqueue_batch(self, batch: list[tuple[Post, float]]) -> None:
+        payload = [{**post.to_dict(), QUEUED_AT: queued_at} for post, queued_at in batch]
         with self.connection.pipeline() as pipe:
             self.queue.enqueue_call(
                 PROCESS_POSTS,
@@ -200,7 +228,7 @@ class Enqueuer:
                 description=f"{len(batch)} posts",
                 pipeline=pipe,
             )
-            for post in batch:
+            for post, _queued_at in batch:
                 pipe.expire(SEEN_PREFIX + post.version_key, CLAIM_QUEUED_TTL_SECONDS)
             pipe.execute()
         self.stats.jobs += 1

@@ -15,11 +15,16 @@ from typing import Any
 import redis
 import yaml
 
+from service.core.memory import collector_paused
 from service.core.model import WatchedEntity
 from service.core.rules import RuleSet
 from service.core.targets import STRICT, TargetPolicy
 from service.store.rules import RulesWrite
 from service.store.subscribers import StoredSubscription, SubscriberStore, validate_targets
+
+# Ids listed per kind of change in a summary: a 100k-subscription import prints its counts and
+# the first of each, not 100k lines.
+IDS_LISTED = 50
 
 
 @dataclass
@@ -48,7 +53,9 @@ class ImportSummary:
             ("changed", self.changed),
             ("removed", self.removed),
         ):
-            out.extend(f"  {label}: {sub_id}" for sub_id in ids)
+            out.extend(f"  {label}: {sub_id}" for sub_id in ids[:IDS_LISTED])
+            if len(ids) > IDS_LISTED:
+                out.append(f"  {label}: ... and {len(ids) - IDS_LISTED} more")
         return out
 
 
@@ -66,6 +73,13 @@ def import_ruleset(
     """Bring the stored setup in line with ``ruleset`` in one transaction (one rules-version
     bump, so workers compile the whole import once); ValueError when a target is invalid or
     refused under ``policy`` (nothing is written then)."""
+    with collector_paused():  # 100k subscriptions' records: no collection walks them meanwhile
+        return _import(client, ruleset, prune, policy)
+
+
+def _import(
+    client: redis.Redis, ruleset: RuleSet, prune: bool, policy: TargetPolicy
+) -> ImportSummary:
     summary = ImportSummary()
     store = SubscriberStore(client)
     incoming: list[StoredSubscription] = []

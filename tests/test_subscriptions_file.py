@@ -122,3 +122,25 @@ def test_cli_import_and_export(
     broken.write_text("subscriptions:\n  - id: x\n    query: '(a'\n    colour: red\n")
     result = runner.invoke(subscriptions, ["import", str(broken)])
     assert result.exit_code == 1 and "broken.yaml:4" in result.output
+
+
+def test_a_large_import_is_one_version_bump_and_a_short_summary(
+    redis_client: redis.Redis,
+) -> None:
+    subs = "\n".join(
+        f"  - id: s{n}\n    query: 'word{n} OR слово{n}'\n    notify: [{{telegram: {n}}}]"
+        for n in range(2000)
+    )
+    ruleset = parse_rules(f"subscriptions:\n{subs}\n")
+    store = RuleStore(redis_client)
+    before = store.version()
+    summary = import_ruleset(redis_client, ruleset)
+    assert store.version() == before + 1  # one transaction: workers compile it once
+    assert len(summary.added) == 2000
+    lines = summary.lines()
+    assert lines[0] == "subscriptions: 2000 added, 0 changed, 0 unchanged, 0 removed"
+    assert lines[-1] == "  added: ... and 1950 more"
+    assert len(lines) == 2 + 50 + 1
+    # Again: nothing changes, no bump.
+    assert len(import_ruleset(redis_client, ruleset).unchanged) == 2000
+    assert store.version() == before + 1

@@ -17,6 +17,7 @@ from rq import get_current_job
 from service.core.delivery import DeliveryJob, TelegramTarget, parse_target
 from service.core.formats.result import Rejected
 from service.core.post import Post
+from service.queue import QUEUED_AT
 from service.store.rejected import record_rejected
 from workers import pipeline
 from workers.context import current
@@ -45,9 +46,12 @@ def process_posts(payload: list[dict[str, Any]]) -> dict[str, int]:
     stage = context.post_stage()
     started = time.perf_counter()
     posts: list[Post] = []
+    queued_at: list[float | None] = []  # when the listener handed each post to the queue
     for index, item in enumerate(payload):
         try:
             posts.append(Post.from_dict(item))
+            at = item.get(QUEUED_AT)
+            queued_at.append(float(at) if isinstance(at, int | float) else None)
         except (KeyError, ValueError, TypeError, OverflowError) as exc:
             reason = f"bad post in job payload: {type(exc).__name__}: {exc}"
             record_rejected(context.redis, Rejected("job", index, reason, repr(item)[:2000]),
@@ -55,7 +59,7 @@ def process_posts(payload: list[dict[str, Any]]) -> dict[str, int]:
             log.warning("job_item_rejected", index=index, reason=reason)
     if payload:
         stage.metrics.observe_stage("parse", (time.perf_counter() - started) / len(payload))
-    report = pipeline.process_posts(stage, posts)
+    report = pipeline.process_posts(stage, posts, queued_at)
     return {"received": report.received, "stored": report.stored, "alerts": report.alerts}
 
 

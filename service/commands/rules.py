@@ -7,7 +7,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -95,47 +95,58 @@ def backtest(rules_path: Path, output: str, inputs: Sequence[Path]) -> None:
 
     Each (post version, subscription) match is one record: whether it alerts, or why it was
     suppressed (an edit of a post that already matched, or a duplicate of an earlier text).
+    Records are printed as they are found (buffered), and nothing is kept of a post once it is
+    matched but what the edit and duplicate rules need: memory does not grow with the posts.
     """
     from service.core.formats.detect import parse_file
 
     ruleset = _load_or_exit(rules_path)
     index = RuleIndex.build(ruleset)
     enrich = _enricher(ruleset)
-    state = InMemoryMatchState()
-    rows: list[tuple[Post, Alert]] = []
+    state = InMemoryMatchState(keep_stream=False)
+    matches: Counter[str] = Counter()
+    alerts: Counter[str] = Counter()
     posts = 0
+    out = sys.stdout  # written to as is, buffered: not a click.echo (and an isatty) per line
     for path in inputs:
-        result = parse_file(path)
+        result = parse_file(path)  # one file's posts at a time
         for rejected in result.rejected:
             click.echo(f"{path}: skipped item {rejected.index}: {rejected.reason}", err=True)
         for post in result.posts:
             posts += 1
             enrichment = enrich(post)
-            matches = index.match(post, enrichment)
-            for alert in process(post, matches, state, enrichment=enrichment):
-                rows.append((post, alert))
+            for alert in process(post, index.match(post, enrichment), state, enrichment=enrichment):
+                matches[alert.subscription_id] += 1
+                if alert.suppressed is None:
+                    alerts[alert.subscription_id] += 1
                 if output == "jsonl":
-                    click.echo(json.dumps(_record(post, alert), ensure_ascii=False))
+                    out.write(json.dumps(_record(post, alert), ensure_ascii=False) + "\n")
+                else:
+                    out.write(_row(post, alert))
+        del result
     if output == "table":
-        _print_table(rows, ruleset, posts)
+        _print_totals(out, ruleset, posts, matches, alerts)
+    out.flush()
 
 
-def _print_table(rows: list[tuple[Post, Alert]], ruleset: RuleSet, posts: int) -> None:
-    for post, alert in rows:
-        status = "alert" if alert.suppressed is None else alert.suppressed
-        if alert.duplicate_of:
-            status += f" of {alert.duplicate_of}"
-        click.echo(f"{post.link}  {alert.subscription_id}  {status}")
-        click.echo(f"    {_excerpt(post, alert)}")
-    alerts = Counter(a.subscription_id for _, a in rows if a.suppressed is None)
-    matches = Counter(a.subscription_id for _, a in rows)
-    click.echo("")
-    click.echo(f"{posts} post versions, {len(rows)} matches, {sum(alerts.values())} alerts")
+def _row(post: Post, alert: Alert) -> str:
+    status = "alert" if alert.suppressed is None else alert.suppressed
+    if alert.duplicate_of:
+        status += f" of {alert.duplicate_of}"
+    return f"{post.link}  {alert.subscription_id}  {status}\n    {_excerpt(post, alert)}\n"
+
+
+def _print_totals(
+    out: TextIO, ruleset: RuleSet, posts: int, matches: Counter[str], alerts: Counter[str]
+) -> None:
+    total = sum(matches.values())
+    lines = ["", f"{posts} post versions, {total} matches, {sum(alerts.values())} alerts"]
     width = max([len("subscription"), *(len(sub.id) for sub in ruleset.subscriptions)])
-    click.echo(f"{'subscription':<{width}}  matches  alerts")
+    lines.append(f"{'subscription':<{width}}  matches  alerts")
     for sub in ruleset.subscriptions:
         paused = "  (paused)" if sub.paused else ""
-        click.echo(f"{sub.id:<{width}}  {matches[sub.id]:>7}  {alerts[sub.id]:>6}{paused}")
+        lines.append(f"{sub.id:<{width}}  {matches[sub.id]:>7}  {alerts[sub.id]:>6}{paused}")
+    out.write("\n".join(lines) + "\n")
 
 
 @click.group("rules")
@@ -232,9 +243,9 @@ def load(path: Path) -> None:
             click.echo(f"{path}: {exc}", err=True)
             raise SystemExit(1) from None
         version = RuleStore(root.redis.client).version()
-    for line in summary.lines():
-        click.echo(line)
-    click.echo(
+    lines = summary.lines()
+    lines.append(
         f"loaded {len(ruleset.subscriptions)} subscriptions and {len(ruleset.entities)} "
         f"entities (rules version {version})"
     )
+    click.echo("\n".join(lines))

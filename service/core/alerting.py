@@ -17,7 +17,7 @@ records.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -31,10 +31,16 @@ def text_key(text: str) -> str | None:
     """The identity of a text for duplicate detection: a hash of its normalized words, so
     copies that differ only in case, punctuation, emoji or spacing are the same; None when the
     text has no words at all."""
-    tokens = words(text)
-    if not tokens:
+    return words_key(words(text))
+
+
+def words_key(norms: Iterable[str]) -> str | None:
+    """``text_key`` of a text already tokenized: ``norms`` are its normalized words in order
+    (``Token.norm``). The worker computes it only for posts that matched something."""
+    joined = " ".join(norms)
+    if not joined:
         return None
-    return hashlib.sha256(" ".join(tokens).encode("utf-8")).hexdigest()[:20]
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()[:20]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +88,16 @@ def decide(
     *,
     enrichment: Enrichment | None = None,
     now: float = 0.0,
+    post_data: dict[str, Any] | None = None,
+    enrichment_data: dict[str, Any] | None = None,
 ) -> list[Alert]:
-    """One Alert per match, with ``suppressed``/``duplicate_of``/``edited_now_matches`` set."""
-    post_data = post.to_dict()
-    enrichment_data = enrichment.to_dict() if enrichment is not None else {}
+    """One Alert per match, with ``suppressed``/``duplicate_of``/``edited_now_matches`` set.
+    ``post_data`` and ``enrichment_data`` are the JSON forms of the post and its enrichment
+    when the caller already has them (every alert of the post shares them)."""
+    if post_data is None:
+        post_data = post.to_dict()
+    if enrichment_data is None:
+        enrichment_data = enrichment.to_dict() if enrichment is not None else {}
     alerts = []
     for match in matches:
         suppressed: str | None = None
@@ -129,10 +141,11 @@ def process(
 class InMemoryMatchState:
     """Match state in dictionaries: for backtests (one process, one pass) and tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_stream: bool = True) -> None:
         self.matched: dict[str, set[str]] = {}
         self.alerted: dict[tuple[str, str], str] = {}
-        self.stream: list[Alert] = []
+        self.stream: list[Alert] = []  # the alerts that went out, unless ``keep_stream`` is off
+        self.keep_stream = keep_stream
         self.processed: set[str] = set()
 
     def prior(
@@ -163,7 +176,7 @@ class InMemoryMatchState:
                 first = self.alerted.setdefault((alert.subscription_id, text_key), post_key)
                 if first != post_key:
                     alert = replace(alert, suppressed="duplicate", duplicate_of=first)
-            if alert.suppressed is None:
+            if alert.suppressed is None and self.keep_stream:
                 self.stream.append(alert)
             final.append(alert)
         return final

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from service import constants
 from service.core.model import Enrichment
 from service.core.post import Post
 from service.redis import text
+from service.store.batch import Batch, LuaScript
 
 P = constants.KEY_PREFIX
 CHANNELS_KEY = P + "channels"
@@ -54,6 +56,7 @@ if title ~= '' then redis.call('HSET', stats_key, 'title', title) end
 redis.call('SADD', channels_key, channel)
 return seq + 1
 """.replace("PREFIX", P)
+_STORE = LuaScript(_STORE_SCRIPT)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,17 @@ class StoredVersion:
     post: Post
     enrichment: Enrichment
     stored_at: float
+
+
+def json_parts(
+    post: Post, enrichment: Enrichment, post_data: dict[str, Any] | None = None
+) -> tuple[str, str]:
+    """The JSON of a post (of ``post_data``, its ``to_dict()``, when given) and of its
+    enrichment, encoded once and shared by what stores them: the version and its alerts."""
+    return (
+        json.dumps(post.to_dict() if post_data is None else post_data, ensure_ascii=False),
+        json.dumps(enrichment.to_dict(), ensure_ascii=False),
+    )
 
 
 def _post_key(key: str) -> str:
@@ -89,25 +103,28 @@ class PostStore:
         self.connection = connection
         self.recent_per_channel = recent_per_channel
         self.versions_per_post = versions_per_post
-        self._store = connection.register_script(_STORE_SCRIPT)
 
     def store(self, post: Post, enrichment: Enrichment | None = None) -> int:
         """Store one version. Returns its sequence number (1 = first version), 0 when this exact
         version was already stored, -1 when the post has too many versions to keep another."""
+        batch = Batch(self.connection)
+        self.queue_store(batch, post, json_parts(post, enrichment or Enrichment()))
+        return int(batch.execute()[0])
+
+    def queue_store(self, batch: Batch, post: Post, parts: tuple[str, str]) -> None:
+        """Queue ``store`` of one version in ``batch`` (its reply: what ``store`` returns).
+        ``parts`` are the post's and its enrichment's JSON (``json_parts``)."""
         now = time.time()
-        doc = json.dumps(
-            {
-                "seq": 0,
-                "post": post.to_dict(),
-                "enrichment": (enrichment or Enrichment()).to_dict(),
-                "stored_at": now,
-            },
-            ensure_ascii=False,
+        post_json, enrichment_json = parts
+        doc = (
+            f'{{"seq": 0, "post": {post_json}, "enrichment": {enrichment_json}, '
+            f'"stored_at": {json.dumps(now)}}}'
         )
         channel = post.channel_key
-        result = self._store(
-            keys=[_post_key(post.key), _posts_key(channel), _stats_key(channel), CHANNELS_KEY],
-            args=[
+        batch.script(
+            _STORE,
+            [_post_key(post.key), _posts_key(channel), _stats_key(channel), CHANNELS_KEY],
+            [
                 post.content_hash,
                 doc,
                 post.message_id,
@@ -119,7 +136,6 @@ class PostStore:
                 self.versions_per_post,
             ],
         )
-        return int(result)
 
     def has_version(self, post: Post) -> bool:
         """True when this version of the post is stored (its processing finished)."""
@@ -127,10 +143,14 @@ class PostStore:
 
     def has_versions(self, posts: list[Post]) -> list[bool]:
         """``has_version`` for many posts in one round trip."""
-        pipe = self.connection.pipeline(transaction=False)
+        batch = Batch(self.connection)
+        self.queue_has_versions(batch, posts)
+        return [bool(found) for found in batch.execute()]
+
+    def queue_has_versions(self, batch: Batch, posts: Sequence[Post]) -> None:
+        """Queue ``has_version`` of each post in ``batch`` (one reply per post)."""
         for post in posts:
-            pipe.hexists(_post_key(post.key), post.content_hash)
-        return [bool(found) for found in pipe.execute()]
+            batch.pipe.hexists(_post_key(post.key), post.content_hash)
 
     def versions(self, key: str) -> list[StoredVersion]:
         """Every stored version of a post (``channel/id``), oldest first."""

@@ -23,9 +23,10 @@ import structlog
 from redis.client import Pipeline
 
 from service import constants
+from service.core.memory import collector_paused
 from service.core.model import WatchedEntity
 from service.core.query.index import RuleIndex
-from service.core.rules import RuleSet, Subscription, query_problem
+from service.core.rules import RuleSet, Subscription
 from service.redis import text
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,14 @@ def _load(value: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
+
+
+def _subscription(key: bytes, value: bytes) -> Subscription | None:
+    try:
+        return Subscription.from_dict(_load(value))
+    except (KeyError, TypeError, ValueError):
+        log.warning("rule_unreadable", subscription=text(key))
+        return None
 
 
 class RulesWrite:
@@ -139,8 +148,10 @@ class RuleStore:
     def load(self) -> tuple[int, RuleSet]:
         """The version and the rule set, read in one transaction.
 
-        A stored subscription that cannot be used (a bad query, an entity that is gone) is left
-        out and logged, so one bad write cannot stop every other subscription from matching.
+        A stored subscription that cannot be read is left out and logged; one whose query cannot
+        be used (a bad query, an entity that is gone) is left out by the compile
+        (``RuleIndex.build`` with ``on_error``), which parses each query once: one bad write
+        cannot stop every other subscription from matching.
         """
         pipe = self.client.pipeline(transaction=True)
         pipe.get(VERSION_KEY)
@@ -151,22 +162,20 @@ class RuleStore:
             sorted((WatchedEntity.from_dict(_load(v)) for v in raw_entities.values()),
                    key=lambda e: e.id)
         )  # fmt: skip
-        entity_ids = {entity.id for entity in entities}
         subscriptions = []
-        for key, value in raw_subs.items():
-            try:
-                sub = Subscription.from_dict(_load(value))
-            except (KeyError, TypeError, ValueError):
-                log.warning("rule_unreadable", subscription=text(key))
-                continue
-            problem = query_problem(sub.id, sub.query, entity_ids)
-            if problem:
-                log.warning("rule_skipped", subscription=sub.id, problem=problem)
-                continue
-            subscriptions.append(sub)
+        while raw_subs:  # one record at a time, each let go once read: a low peak at 100k
+            key, value = raw_subs.popitem()
+            sub = _subscription(key, value)
+            if sub is not None:
+                subscriptions.append(sub)
         subscriptions.sort(key=lambda sub: sub.id)
         number = int(version) if version is not None else 0
-        return number, RuleSet(entities, tuple(subscriptions))
+        # The version is the store's counter: no digest of the whole rule set to compute.
+        return number, RuleSet(entities, tuple(subscriptions), version=str(number))
+
+
+def _skipped(subscription_id: str, problem: str) -> None:
+    log.warning("rule_skipped", subscription=subscription_id, problem=problem)
 
 
 class RuleCache:
@@ -199,8 +208,9 @@ class RuleCache:
         if self._index is not None and self.store.version() == self.version:
             return self._index
         started = time.perf_counter()
-        version, ruleset = self.store.load()
-        self._index = RuleIndex.build(ruleset)
+        with collector_paused():  # 100k records and rules: no collection walks them meanwhile
+            version, ruleset = self.store.load()
+            self._index = RuleIndex.build(ruleset, on_error=_skipped)
         self.ruleset = ruleset
         self.version = version
         log.info(

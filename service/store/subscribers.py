@@ -9,7 +9,9 @@ seconds. The record keeps the rule engine's fields and adds ours:
 - ``notify`` — what delivery gets: ``targets`` with each Telegram chat's settings merged in
   (digest by the subscription's ``mode``, quiet hours) and the subscription's ``owner`` on every
   target, as ``service.core.delivery`` reads them (a webhook's log is per owner and URL);
-- ``targets``, ``user_paused``, ``mode``, ``owner``, ``created_at`` — ours.
+- ``targets``, ``user_paused``, ``mode``, ``owner``, ``created_at`` — ours;
+- ``set_aside`` — why a worker paused it (its matching cost more than the workers' budget);
+  it stays paused until its owner resumes it or changes its query.
 
 A record written by someone else (``tgwatch rules``) lacks our fields; it reads as
 ``targets = notify`` and ``user_paused = paused``.
@@ -287,13 +289,23 @@ class SubscriberStore:
         return True
 
     def set_paused(self, ids: Iterable[str], paused: bool, owner: str | None = None) -> list[str]:
-        """Pause or resume the given subscriptions; returns the ids that changed."""
+        """Pause or resume the given subscriptions; returns the ids that changed. Resuming one
+        a worker set aside takes it back (and sets it aside again if it still costs too much)."""
         changed = [
-            replace(sub, paused=paused)
+            replace(sub, paused=paused, set_aside=sub.set_aside if paused else None)
             for sub in (self.require(i, owner) for i in ids)
-            if sub.paused != paused
+            if sub.paused != paused or (not paused and sub.set_aside)
         ]
         self.write(changed)
+        return [sub.id for sub in changed]
+
+    def set_aside(self, reasons: dict[str, str]) -> list[str]:
+        """Pause subscriptions the workers cannot afford (``reasons``: id -> why), keeping the
+        reason, in one write of the rule set (one version bump, one recompile); returns the ids
+        set aside (those that still exist and were not already)."""
+        found = self._get_many(sorted(reasons))
+        changed = [replace(sub, set_aside=reasons[sub.id]) for sub in found if not sub.set_aside]
+        self.write(changed, previous={sub.id: sub for sub in found})
         return [sub.id for sub in changed]
 
     def mute(self, subscription_id: str, seconds: float, owner: str | None = None) -> float:
@@ -334,7 +346,7 @@ class SubscriberStore:
             "id": sub.id,
             "name": sub.name or sub.id,
             "query": sub.query,
-            "paused": sub.paused,
+            "paused": sub.paused or sub.set_aside is not None,
             "notify": notify,
             "targets": [dict(target) for target in sub.targets],
             "user_paused": sub.paused,
@@ -342,6 +354,7 @@ class SubscriberStore:
             "mute_until": sub.mute_until if sub.muted() else None,
             "owner": sub.owner,
             "created_at": sub.created_at,
+            "set_aside": sub.set_aside,
         }
 
     def write(
@@ -364,6 +377,8 @@ class SubscriberStore:
         if previous is None:
             found = {old.id: old for old in self._get_many([sub.id for sub in subs])}
             previous = {sub.id: found.get(sub.id) for sub in subs}
+        # A query changed since a worker set the subscription aside is worth another try.
+        subs = [_retry_if_changed(sub, previous.get(sub.id)) for sub in subs]
         chats = self._chat_settings(chat for sub in subs for chat in _chats(sub))
         batch.put_subscriptions([self.record(sub, chats) for sub in subs])
         for sub in subs:
@@ -374,6 +389,14 @@ class SubscriberStore:
                 batch.pipe.sadd(_owned_key(sub.owner), sub.id)
             for chat in _chats(sub):
                 batch.pipe.sadd(_chat_key(chat), sub.id)
+
+
+def _retry_if_changed(
+    sub: StoredSubscription, old: StoredSubscription | None
+) -> StoredSubscription:
+    if sub.set_aside and old is not None and old.query != sub.query:
+        return replace(sub, set_aside=None)
+    return sub
 
 
 def _unindex(batch: RulesWrite, old: StoredSubscription) -> None:

@@ -109,6 +109,7 @@ class StoredSubscription:
     mute_until: float | None = None
     owner: str | None = None
     created_at: float = 0.0
+    set_aside: str | None = None  # why a worker paused it (over its budget), if it did
 
     def muted(self, now: float | None = None) -> bool:
         return self.mute_until is not None and self.mute_until > (now or time.time())
@@ -125,6 +126,7 @@ class StoredSubscription:
             "mute_until": self.mute_until if self.muted() else None,
             "owner": self.owner,
             "created_at": self.created_at,
+            "set_aside": self.set_aside,
         }
 
     def file_dict(self) -> dict[str, Any]:
@@ -153,6 +155,7 @@ class StoredSubscription:
             mute_until=None if mute is None else float(mute),
             owner=data.get("owner"),
             created_at=float(data.get("created_at") or 0.0),
+            set_aside=data.get("set_aside") or None,
         )
 
 

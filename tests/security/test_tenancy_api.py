@@ -189,7 +189,7 @@ async def test_an_operator_s_rules_file_never_removes_tenants_subscriptions(
 
 
 class _NoEnrichment:
-    def enrich(self, _post: object) -> object:
+    def enrich(self, _post: object, _tokens: object = None) -> object:
         from service.core.model import Enrichment
 
         return Enrichment()
@@ -211,7 +211,7 @@ async def test_the_post_stage_files_each_alert_under_its_owner_once(
     from service.store.matches import RedisMatchState
     from service.store.posts import PostStore
     from workers.context import LiveRules, PostStage
-    from workers.pipeline import StageReport, process_post, process_posts
+    from workers.pipeline import process_posts
 
     await api.call("POST", "/v1/subscriptions", {"id": "lavrov", "query": "лавров"})
     await api.call("POST", "/v1/subscriptions", {"id": "other", "query": "лавров"}, who="b")
@@ -226,7 +226,7 @@ async def test_the_post_stage_files_each_alert_under_its_owner_once(
     process_posts(stage, [post])
     [decided] = stage.match_state.decided([post.version_key])
     assert decided is not None and len(decided) == 2
-    process_post(stage, post, StageReport(), saved=decided)  # a retry hands them over again
+    process_posts(stage, [post])  # a redone batch hands the decided alerts over again
     for who, public in (("a", "lavrov"), ("b", "other")):
         _status, page = await api.call("GET", "/v1/alerts", who=who)
         assert [a["subscription_id"] for a in page["alerts"]] == [public]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import redis
+from structlog.testing import capture_logs
 
 from service import constants
 from service.core.model import WatchedEntity
@@ -65,9 +66,25 @@ def test_a_write_is_one_transaction_and_one_version_bump(redis_client: redis.Red
 def test_unusable_stored_subscriptions_are_skipped(redis_client: redis.Redis) -> None:
     RuleStore(redis_client).replace(RULES)
     save_subscription(redis_client, Subscription("broken", "a AND"))
+    save_subscription(redis_client, Subscription("gone", "entity:nobody"))
+    save_subscription(redis_client, Subscription("fine", "перемирие"))
     redis_client.hset(constants.RULES_SUBSCRIPTIONS_KEY, "garbage", "not json")
-    _, loaded = RuleStore(redis_client).load()
-    assert [sub.id for sub in loaded.subscriptions] == ["lavrov", "paused"]
+    with capture_logs() as logs:
+        _, loaded = RuleStore(redis_client).load()
+        index = RuleCache(redis_client).get()
+    # Unreadable records are left out when loading; unusable queries by the compile, which
+    # parses each query once (no separate validation pass).
+    assert [sub.id for sub in loaded.subscriptions] == [
+        "broken",
+        "fine",
+        "gone",
+        "lavrov",
+        "paused",
+    ]
+    assert sorted(rule.subscription_id for rule in index.rules) == ["fine", "lavrov"]
+    assert [m.subscription_id for m in index.match(post("о перемирии"))] == ["fine"]
+    skipped = {e["subscription"] for e in logs if e["event"] in ("rule_skipped", "rule_unreadable")}
+    assert skipped == {"broken", "gone", "garbage"}
 
 
 class Clock:

@@ -18,7 +18,7 @@ from service.core.enrich.ner import NER_LANGUAGES, NamedEntityRecognizer
 from service.core.enrich.topics import Mode, TopicClassifier, load_taxonomy
 from service.core.model import Enrichment, FoundEntity, WatchedEntity
 from service.core.post import Post
-from service.core.text import tokenize
+from service.core.text import Token, tokenize
 
 __all__ = ["Enricher", "build_enricher"]
 
@@ -44,13 +44,16 @@ class Enricher:
         named = self.ner.entities(text, lang) if self.ner is not None and text else []
         return merge_entities(telegram_entities(post), named, self.watched.find(text))
 
-    def enrich(self, post: Post) -> Enrichment:
-        """Language, topics and entities of one post version (its text or caption)."""
+    def enrich(self, post: Post, tokens: Sequence[Token] | None = None) -> Enrichment:
+        """Language, topics and entities of one post version (its text or caption).
+        ``tokens`` is ``tokenize(post.text)`` when the caller has it: one tokenization serves
+        language detection's first pass, the topics and the watched entities."""
         text = post.text
         if not text.strip():
             return Enrichment(entities=self.entities(post, None))
-        lang = self.language.detect(text)
-        tokens = tokenize(text)
+        if tokens is None:
+            tokens = tokenize(text)
+        lang = self.language.detect(text, tokens)
         topics = self.topics.classify(text, lang, tokens)
         named = self.ner.entities(text, lang) if self.ner is not None else []
         watched = self.watched.find(text, tokens)
@@ -68,10 +71,13 @@ def build_enricher(
     ner_languages: Sequence[str] = NER_LANGUAGES,
     topic_mode: Mode | None = None,
     threshold: float | None = None,
+    language_accuracy: str = "high",
 ) -> Enricher:
     """Build an enricher from configuration.
 
-    ``languages``: ISO 639-1 codes to tell apart (default ru, uk, en, es, fr, de).
+    ``languages``: ISO 639-1 codes to tell apart (default ru, uk, en, es, fr, de);
+    ``language_accuracy``: lingua's model set, ``high`` (default) or ``low`` (trigrams only:
+    ~15 MB instead of ~250, a little less accurate on posts of a few words).
     ``taxonomy_path``: a topics YAML file (default: the one shipped in the package).
     ``model_path``: a model made by ``tgwatch topics train``; without one, the default taxonomy
     comes with the shipped model (``topic_model.load_default_model``) unless ``topic_mode`` is
@@ -81,7 +87,9 @@ def build_enricher(
     unless asked. Raises ValueError (TaxonomyError is
     one) with a clear message on bad configuration.
     """
-    detector = LanguageDetector(tuple(languages) if languages else DEFAULT_LANGUAGES)
+    detector = LanguageDetector(
+        tuple(languages) if languages else DEFAULT_LANGUAGES, language_accuracy
+    )
     taxonomy = load_taxonomy(taxonomy_path)
     model = None
     if model_path is not None:

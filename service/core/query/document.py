@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from service import constants
+from service.core.memory import memoized, text_size
 from service.core.model import Enrichment, Highlight
 from service.core.morphology import lemma
 from service.core.post import Entity, Post
@@ -57,18 +57,33 @@ _SCANS_BEFORE_MAP = 3
 # Entity types whose text a rule never sees as words.
 BLANKED_ENTITIES = frozenset(("url", "email", "mention"))
 _SIGIL_KEYS = {"hashtag": "#", "cashtag": "$", "mention": "@"}
+# What field keys start with, besides ``name:`` ones; token keys are letters, digits, ``=`` (an
+# exact form) or ``*`` (a prefix), never these nor a colon.
+_FIELD_SIGILS = frozenset("#$@")
 
 
 # --- keys -------------------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=200_000)
+# Query words' keys kept per process (a recompile finds them), bounded like every query cache.
+WORD_KEYS_CACHE_BYTES = 16 * 1024 * 1024
+
+
+def _lemma_key(norm: str) -> str:
+    return lemma(norm) if is_cyrillic(norm) else norm
+
+
+_lemma_keys = memoized(
+    _lemma_key, WORD_KEYS_CACHE_BYTES, lambda norm, key: text_size(norm) + text_size(key)
+)
+
+
 def word_key(norm: str, exact: bool = False) -> str:
     """The index key of a query word: a Cyrillic word's primary lemma, or ``=form`` when exact;
     any other word its normalized form (which is already exact)."""
-    if not is_cyrillic(norm):
-        return norm
-    return f"={norm}" if exact else lemma(norm)
+    if exact and is_cyrillic(norm):
+        return f"={norm}"
+    return _lemma_keys(norm)
 
 
 def field_key(name: str, value: str) -> str:
@@ -199,6 +214,9 @@ class MatchDocument:
         if spans is None:
             if key not in self.keys:
                 spans = []
+            elif key[0] in _FIELD_SIGILS or ":" in key:
+                # A field key (#tag, channel:x, topic:y, ...): no token of the text has it.
+                spans = list(self.field_spans.get(key, ()))
             else:
                 chunks: Iterable[str]
                 if self._by_key is not None:
@@ -236,6 +254,11 @@ class MatchDocument:
         if self._raw is None:
             self._raw = self.text.encode("utf-8", "surrogatepass")
         return self._raw
+
+    @property
+    def raw(self) -> bytes:
+        """The text as UTF-8, what regexes run on."""
+        return self._bytes()
 
     def regex_found(self, regex: Any) -> bool:
         """Whether ``regex`` matches anywhere in the raw text; cached per document."""

@@ -16,12 +16,14 @@ compiles only the new queries.
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Any
 
+import re2
+
+from service.core.memory import BoundedCache, collector_paused
 from service.core.model import Enrichment, WatchedEntity
 from service.core.post import Post
 from service.core.query import parser as q
@@ -50,9 +52,21 @@ from service.core.text import tokenize
 
 # A trigger: ("k", key) for a document key, ("p", prefix) for a token prefix.
 Trigger = tuple[str, str]
-# Compiled queries kept per process (query text -> node, triggers, conditions); cleared when full.
-COMPILED_CACHE_MAX = 300_000
-_COMPILED: dict[str, tuple[RuleNode, frozenset[Trigger] | None, Conditions, RuleNode]] = {}
+# A compiled query: its node, the document keys that wake it (None: it is always evaluated), its
+# flat conditions and what its highlights come from.
+Compiled = tuple[RuleNode, tuple[str, ...] | None, Conditions, RuleNode]
+# Compiled queries kept per process, so a recompile after a change compiles only what changed.
+# Bounded in bytes: a compiled query holds ~900 bytes plus ~28 per character of its text (measured
+# with ``memory.deep_size`` on generated rule sets; a 1,000-character query holds ~24 KB), and the
+# budget holds a few hundred thousand ordinary queries, the rule sets a worker is sized for.
+COMPILED_CACHE_BYTES = 192 * 1024 * 1024
+
+
+def _compiled_size(query: str, _compiled: Compiled) -> int:
+    return 900 + 28 * len(query)
+
+
+_COMPILED: BoundedCache[str, Compiled] = BoundedCache(COMPILED_CACHE_BYTES, _compiled_size)
 # How likely a field key is to be in a post, relative to a word (lower wakes fewer rules):
 # every post has a language, many a topic; a channel or a hashtag narrows a lot.
 _FIELD_COST = {"lang:": 8.0, "topic:": 4.0, "channel:": 0.5, "entity:": 1.0, "domain:": 1.0}
@@ -63,13 +77,17 @@ class CompiledRule:
     subscription_id: str
     query: str
     node: RuleNode
-    triggers: frozenset[Trigger] | None
+    triggers: tuple[str, ...] | None  # the document keys that wake it (``trigger_key`` form)
     conditions: Conditions | None = None  # computed from ``node`` when not given
     highlight: RuleNode | None = None  # what the highlights come from (``node`` when not given)
 
 
-# Rules share their words: one KeyAtom per key (nodes are immutable), fewer objects to keep.
-_key_atom = lru_cache(maxsize=300_000)(KeyAtom)
+def compile_tree(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> Compiled:
+    """A parsed query compiled: its node, trigger keys, flat conditions and highlight node."""
+    node = compile_query(tree, entities)
+    found = triggers(node)
+    keys = None if found is None else tuple(sorted(trigger_key(t) for t in found))
+    return node, keys, conditions(node), highlight_node(node)
 
 
 def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNode:
@@ -81,7 +99,7 @@ def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNo
     if isinstance(tree, q.Not):
         return NotOf(compile_query(tree.child, entities))
     if isinstance(tree, q.Word):
-        return _key_atom(word_key(tree.norm, tree.exact))
+        return KeyAtom(word_key(tree.norm, tree.exact))
     if isinstance(tree, q.Prefix):
         return PrefixAtom(tree.norm)
     if isinstance(tree, q.Phrase):
@@ -98,7 +116,22 @@ def compile_query(tree: q.Node, entities: Mapping[str, WatchedEntity]) -> RuleNo
             elif words:
                 options.append(PhraseAtom(words))
         return AnyOf(tuple(options))
-    return _key_atom(field_key(tree.name, tree.value))
+    return KeyAtom(field_key(tree.name, tree.value))
+
+
+# Told a subscription id and why its query cannot be used (``RuleIndex.build``).
+OnError = Callable[[str, str], None]
+
+
+def _compile(query: str, entities: Mapping[str, WatchedEntity]) -> Compiled:
+    tree = q.parse(query, keep=False)  # the compiled form is kept (below), not the tree
+    if "entity:" not in query:
+        return _COMPILED.put(query, compile_tree(tree, entities))
+    for term, _positive in q.terms(tree):  # entity terms compile per rule set: not cached
+        if isinstance(term, q.Field) and term.name == "entity" and term.value not in entities:
+            message = f"entity:{term.value} is not defined under entities:"
+            raise q.QueryError(message, term.position)
+    return compile_tree(tree, entities)
 
 
 def trigger_key(trigger: Trigger) -> str:
@@ -107,7 +140,6 @@ def trigger_key(trigger: Trigger) -> str:
     return prefix_key(value) if kind == "p" else value
 
 
-@lru_cache(maxsize=200_000)
 def _cost(trigger: Trigger) -> float:
     kind, value = trigger
     if kind == "p":
@@ -182,8 +214,7 @@ class RuleIndex:
                 self.always.append(number)
                 self._conditions[number] = flat
                 continue
-            for trigger in rule.triggers:
-                key = trigger_key(trigger)
+            for key in rule.triggers:
                 given = flat.given(key)
                 if not given.required and given.only_required:
                     sure.setdefault(key, []).append(number)
@@ -193,22 +224,32 @@ class RuleIndex:
                     general.setdefault(key, []).append((number, given))
         self._plan: dict[str, Plan] = {}
         for key in sure.keys() | required.keys() | general.keys():
-            plan = (
-                tuple(sure.get(key, ())),
-                tuple(required.get(key, ())),
-                tuple(general.get(key, ())),
+            # Popped as they become tuples: the lists go as the plan grows (a lower peak).
+            self._plan[key] = (
+                tuple(sure.pop(key, ())),
+                tuple(required.pop(key, ())),
+                tuple(general.pop(key, ())),
             )
-            self._plan[key] = plan
         self._chunk_keys = ChunkKeys.for_prefixes(prefixes)
         self._marks = [rule.highlight or rule.node for rule in self.rules]
+        self._regexes = RegexFilter(
+            node for n in self.always for node in self._conditions[n].others
+        )
+        # Per ``always`` rule, the regexes its conditions need (ANDed: one that cannot match the
+        # post rules the rule out without testing it).
+        self._always_needs = [(n, self._regexes.needs(self._conditions[n])) for n in self.always]
 
     @classmethod
-    def build(cls, ruleset: RuleSet) -> RuleIndex:
+    def build(cls, ruleset: RuleSet, on_error: OnError | None = None) -> RuleIndex:
         """Compile a validated rule set (paused subscriptions are left out; muted ones stay in
-        and are dropped at match time while their mute lasts)."""
+        and are dropped at match time while their mute lasts). With ``on_error``, a query that
+        cannot be used is reported to it and left out instead of raising."""
         live = [sub for sub in ruleset.subscriptions if not sub.paused]
         index = cls.from_queries(
-            [(sub.id, sub.query) for sub in live], ruleset.entities, version=ruleset.version
+            [(sub.id, sub.query) for sub in live],
+            ruleset.entities,
+            version=ruleset.version,
+            on_error=on_error,
         )
         index.mutes = {sub.id: sub.mute_until for sub in live if sub.mute_until is not None}
         return index
@@ -219,23 +260,27 @@ class RuleIndex:
         queries: Iterable[tuple[str, str]],
         entities: Iterable[WatchedEntity] = (),
         version: str = "",
+        on_error: OnError | None = None,
     ) -> RuleIndex:
-        """Compile ``(subscription_id, query)`` pairs; raises QueryError on a bad query.
+        """Compile ``(subscription_id, query)`` pairs; raises QueryError on a bad query (or,
+        with ``on_error``, reports it there with the reason and leaves it out: a query that
+        does not parse, or names an entity the rule set does not define).
 
         A query without ``entity:`` compiles the same in every index, so its compiled form is
         kept per process: recompiling a rule set after a change only compiles what changed."""
         entity_map = {entity.id: entity for entity in entities}
-        with _collector_paused():
+        with collector_paused():
             rules = []
             for subscription_id, query in queries:
                 compiled = _COMPILED.get(query)
                 if compiled is None:
-                    node = compile_query(q.parse(query), entity_map)
-                    compiled = (node, triggers(node), conditions(node), highlight_node(node))
-                    if "entity:" not in query:
-                        if len(_COMPILED) >= COMPILED_CACHE_MAX:
-                            _COMPILED.clear()
-                        _COMPILED[query] = compiled
+                    try:
+                        compiled = _compile(query, entity_map)
+                    except q.QueryError as exc:
+                        if on_error is None:
+                            raise
+                        on_error(subscription_id, str(exc))
+                        continue
                 rules.append(CompiledRule(subscription_id, query, *compiled))
             return cls(rules, version)
 
@@ -272,9 +317,14 @@ class RuleIndex:
             for number, flat in general:
                 if flat.holds(doc):
                     add(number)
-        for number in self.always:
-            if self._conditions[number].holds(doc):
-                add(number)
+        if self.always:
+            possible = self._regexes.possible(doc)
+            conditions = self._conditions
+            for number, needs in self._always_needs:
+                if needs and possible is not None and not possible.issuperset(needs):
+                    continue
+                if conditions[number].holds(doc):
+                    add(number)
         return sorted(found)
 
     def match_document(self, doc: MatchDocument, now: float | None = None) -> list[Match]:
@@ -296,26 +346,94 @@ class RuleIndex:
         ``now``), with highlights."""
         return self.match_document(self.document(post, enrichment), now)
 
+    def costly(
+        self, post: Post, enrichment: Enrichment | None, threshold: float
+    ) -> list[tuple[str, float]]:
+        """The subscriptions whose conditions take at least ``threshold`` seconds of CPU to test
+        on this post, with their cost, costliest first (what a worker's budget sets aside). Only
+        rules with more than key tests (phrases, regexes) can cost much; each is timed on a
+        fresh document (no cached result hides its cost), in this thread's CPU time (a pause of
+        the process is not the rule's), and timed again before it is called costly."""
+        first = self._costs(post, enrichment, None)
+        again = self._costs(post, enrichment, {n for n, cost in first.items() if cost >= threshold})
+        found = [(self.rules[n].subscription_id, min(cost, first[n])) for n, cost in again.items()
+                 if min(cost, first[n]) >= threshold]  # fmt: skip
+        return sorted(found, key=lambda item: -item[1])
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """No cyclic garbage collection while compiling, and none right after over what it built.
+    def _costs(
+        self, post: Post, enrichment: Enrichment | None, only: set[int] | None
+    ) -> dict[int, float]:
+        if only is not None and not only:
+            return {}
+        doc = self.document(post, enrichment)
+        tested: list[tuple[int, Conditions]] = [
+            (number, self._conditions[number]) for number in self.always
+        ]
+        for key in self._plan.keys() & doc.keys:
+            tested.extend(self._plan[key][2])
+        costs: dict[int, float] = {}
+        clock = time.thread_time
+        for number, flat in tested:
+            if not flat.others or (only is not None and number not in only):
+                continue
+            started = clock()
+            flat.holds(doc)
+            costs[number] = costs.get(number, 0.0) + clock() - started
+        return costs
 
-    A compile allocates a million objects that all stay alive; each collection they trigger
-    would walk them (and the rest of the heap) for nothing, which took as long as the compile
-    itself at 100k rules. Afterwards they go straight to the oldest generation (``freeze`` then
-    ``unfreeze`` moves every tracked object there without walking any), where only full
-    collections look at them — unless something else froze objects, which stay as they are."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if gc.get_freeze_count() == 0:
-            gc.freeze()
-            gc.unfreeze()
-        if enabled:
-            gc.enable()
+    def drop(self, subscription_ids: Collection[str]) -> int:
+        """Stop evaluating these subscriptions' rules in this index (a worker's budget sets
+        them aside until the next compile leaves them out); returns how many rules."""
+        wanted = set(subscription_ids)
+        numbers = {n for n, rule in enumerate(self.rules) if rule.subscription_id in wanted}
+        if not numbers:
+            return 0
+        self.always = [n for n in self.always if n not in numbers]
+        keys = {key for n in numbers for key in self.rules[n].triggers or ()}
+        for key in keys & self._plan.keys():
+            sure, required, general = self._plan[key]
+            self._plan[key] = (
+                tuple(n for n in sure if n not in numbers),
+                tuple(item for item in required if item[0] not in numbers),
+                tuple(item for item in general if item[0] not in numbers),
+            )
+        return len(numbers)
+
+
+class RegexFilter:
+    """The regexes of the rules evaluated for every post, prefiltered together: RE2's
+    FilteredRE2 finds which of them can possibly match a text from the literal strings each
+    needs, in one pass (~3 µs a post for any number of regexes), so a rule that needs a regex
+    ruled out is not tested at all (a run costs ~7 µs through the Python wrapper, and a rule set
+    had ~20 lone regexes a post). A regex that needs no literal is always possible. Built only
+    when there are two or more such regexes."""
+
+    def __init__(self, nodes: Iterable[RuleNode]) -> None:
+        regexes = list({id(n.regex): n.regex for n in nodes if isinstance(n, RegexAtom)}.values())
+        self._numbers = {id(regex): number for number, regex in enumerate(regexes)}
+        self._filter: Any = None
+        if len(regexes) < 2:
+            return
+        candidate = re2.Filter()
+        try:
+            for regex in regexes:
+                candidate.Add(regex.pattern, regex.options)
+            candidate.Compile()
+        except re2.error:  # never expected; without the filter every rule is tested, as before
+            return
+        self._filter = candidate
+
+    def needs(self, flat: Conditions) -> tuple[int, ...]:
+        """The numbers of the regexes a rule's conditions need (every one of them must match)."""
+        return tuple(
+            self._numbers[id(node.regex)] for node in flat.others if isinstance(node, RegexAtom)
+        )
+
+    def possible(self, doc: MatchDocument) -> set[int] | None:
+        """The numbers of the regexes that may match ``doc`` (None: all may, no filter)."""
+        if self._filter is None:
+            return None
+        return set(self._filter.Match(doc.raw, potential=True) or ())
 
 
 def _prefixes(node: RuleNode) -> list[str]:

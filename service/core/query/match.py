@@ -251,6 +251,20 @@ def highlights(node: RuleNode, doc: MatchDocument) -> tuple[Highlight, ...]:
     return _highlights(node, doc)
 
 
+def _collect_spans(item: RuleNode, doc: MatchDocument, spans: list[Span]) -> None:
+    """The spans of the positive terms that hold under ``item`` (a plain function: a recursive
+    closure would be a reference cycle left for the garbage collector, per match)."""
+    if isinstance(item, AllOf):
+        for child in item.children:
+            _collect_spans(child, doc, spans)
+    elif isinstance(item, AnyOf):
+        for child in item.children:
+            if child.test(doc):
+                _collect_spans(child, doc, spans)
+    elif not isinstance(item, NotOf):
+        spans.extend(item.spans(doc))
+
+
 def _highlights(node: RuleNode, doc: MatchDocument) -> tuple[Highlight, ...]:
     spans: list[Span]
     if isinstance(node, KeyAtom | AnyKeys | PrefixAtom):  # no tree to walk
@@ -259,19 +273,7 @@ def _highlights(node: RuleNode, doc: MatchDocument) -> tuple[Highlight, ...]:
             return tuple(doc.highlight(start, end) for start, end in spans if end > start)
     else:
         spans = []
-
-        def collect(item: RuleNode) -> None:
-            if isinstance(item, AllOf):
-                for child in item.children:
-                    collect(child)
-            elif isinstance(item, AnyOf):
-                for child in item.children:
-                    if child.test(doc):
-                        collect(child)
-            elif not isinstance(item, NotOf):
-                spans.extend(item.spans(doc))
-
-        collect(node)
+        _collect_spans(node, doc, spans)
     merged: list[list[int]] = []
     for start, end in sorted(set(spans)):
         if end <= start:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import re2
 
 from service import constants
+from service.core.memory import BoundedCache
 from service.core.query.tree import And, Field, Node, Not, Or, Phrase, Prefix, Regex, Term, Word
 from service.core.text import normalize, normalize_host, words
 
@@ -83,8 +83,23 @@ def compile_regex(pattern: str, ignore_case: bool) -> Any:
     return _compile_regex(pattern, ignore_case)
 
 
-@lru_cache(maxsize=4096)
 def _compile_regex(pattern: str, ignore_case: bool) -> Any:
+    key = (pattern, ignore_case)
+    found = _REGEXES.get(key)
+    if found is None:
+        found = _REGEXES.put(key, _new_regex(pattern, ignore_case))
+    return found
+
+
+# Compiled regexes kept per process, bounded in bytes: RE2 allots each up to REGEX_MAX_MEM for
+# its program and the DFA it builds while matching, so each is charged that much.
+REGEX_CACHE_BYTES = 64 * constants.REGEX_MAX_MEM
+_REGEXES: BoundedCache[tuple[str, bool], Any] = BoundedCache(
+    REGEX_CACHE_BYTES, lambda key, _regex: constants.REGEX_MAX_MEM
+)
+
+
+def _new_regex(pattern: str, ignore_case: bool) -> Any:
     options = re2.Options()
     options.max_mem = constants.REGEX_MAX_MEM
     options.case_sensitive = not ignore_case
@@ -349,16 +364,27 @@ class _Parser:
         raise QueryError(f'expected a term{where}, found "{tok.text}"', tok.position)
 
 
-# Parsed trees are immutable: a query is parsed once per process (validating a rule set and
-# compiling it parse the same queries; so does every recompile after a change).
-_PARSED_CACHE_MAX = 262_144
+# Parsed trees are immutable: a query is parsed once while it is in this cache (validating a rule
+# set and compiling it parse the same queries). Bounded in bytes: a tree holds ~300 bytes plus ~28
+# per character of the query (measured with ``memory.deep_size``); a worker keeps the compiled
+# form (``index.py``), not the tree, so this only has to bridge a validation and a compile.
+PARSED_CACHE_BYTES = 32 * 1024 * 1024
+_PARSED: BoundedCache[str, Node] = BoundedCache(
+    PARSED_CACHE_BYTES, lambda query, _tree: 300 + 28 * len(query)
+)
 _PLAIN_QUERY_RE = re.compile(r"\s*[^\W_]+(?:\s+[^\W_]+)*\s*")
 _CHUNK_RE = re.compile(r"\S+")
 
 
-def parse(query: str) -> Node:
-    """Parse ``query`` into its tree; raises QueryError, and nothing else, when it cannot."""
-    return _parse(query)
+def parse(query: str, *, keep: bool = True) -> Node:
+    """Parse ``query`` into its tree; raises QueryError, and nothing else, when it cannot.
+    ``keep=False`` does not add the tree to the cache (a compile, which keeps its own result)."""
+    tree = _PARSED.get(query)
+    if tree is None:
+        tree = _parse(query)
+        if keep:
+            _PARSED.put(query, tree)
+    return tree
 
 
 def _plain(query: str) -> Node | None:
@@ -378,7 +404,6 @@ def _plain(query: str) -> Node | None:
     return words[0] if len(words) == 1 else And(tuple(words))
 
 
-@lru_cache(maxsize=_PARSED_CACHE_MAX)
 def _parse(query: str) -> Node:
     if len(query) > constants.QUERY_MAX_LENGTH:
         raise QueryError(
@@ -395,19 +420,18 @@ def _parse(query: str) -> Node:
 
 
 def terms(node: Node) -> list[tuple[Term, bool]]:
-    """Every term of the tree with whether it counts positively (under an even number of NOTs)."""
+    """Every term of the tree with whether it counts positively (under an even number of NOTs),
+    in order (walked with a stack: a recursive closure would be a reference cycle)."""
     out: list[tuple[Term, bool]] = []
-
-    def walk(item: Node, positive: bool) -> None:
+    stack: list[tuple[Node, bool]] = [(node, True)]
+    while stack:
+        item, positive = stack.pop()
         if isinstance(item, Not):
-            walk(item.child, not positive)
+            stack.append((item.child, not positive))
         elif isinstance(item, And | Or):
-            for child in item.children:
-                walk(child, positive)
+            stack.extend((child, positive) for child in reversed(item.children))
         else:
             out.append((item, positive))
-
-    walk(node, True)
     return out
 
 

@@ -90,22 +90,26 @@ def _clause(node: RuleNode) -> frozenset[str] | None:
 
 
 def conditions(node: RuleNode) -> Conditions:
-    """Flat conditions equivalent to ``node``."""
+    """Flat conditions equivalent to ``node``.
+
+    Walked with a stack, not a recursive closure: a closure that calls itself is a reference
+    cycle, which outlives the call until the garbage collector runs (a compile pauses it), and
+    100k rules left ~100 MB of such cycles behind."""
     required: set[str] = set()
     forbidden: set[str] = set()
     any_of: list[frozenset[str]] = []
     others: list[RuleNode] = []
-
-    def add(item: RuleNode) -> None:
+    stack = [node]
+    while stack:
+        item = stack.pop()
         if isinstance(item, AllOf):
-            for child in item.children:
-                add(child)
-            return
+            stack.extend(reversed(item.children))  # in order: ``others`` are tested in order
+            continue
         if isinstance(item, NotOf):
             clause = _clause(item.child)
             if clause is not None:  # NOT (a OR b): none of them
                 forbidden.update(clause)
-                return
+                continue
         else:
             clause = _clause(item)
             if clause is not None:
@@ -113,15 +117,27 @@ def conditions(node: RuleNode) -> Conditions:
                     required.update(clause)
                 else:
                     any_of.append(clause)
-                return
+                continue
         if isinstance(item, PhraseAtom):
             required.update(item.keys)  # necessary, and cheaper to test than the phrase
         others.append(item)
-
-    add(node)
     # A clause with a required key is always met; equal clauses need testing once.
     clauses = dict.fromkeys(tuple(sorted(c)) for c in any_of if c.isdisjoint(required))
     return Conditions(tuple(sorted(required)), tuple(sorted(forbidden)), (*clauses,), (*others,))
+
+
+def _positive_keys(item: RuleNode, keys: list[str]) -> bool:
+    """Add to ``keys`` the keys whose spans ``item`` (which holds) highlights; False when it is
+    not made only of keys, ANDs, ORs of keys and NOTs."""
+    if isinstance(item, AllOf):  # it holds: every child does
+        return all(_positive_keys(child, keys) for child in item.children)
+    if isinstance(item, NotOf):  # shows nothing
+        return True
+    clause = _clause(item)  # an OR of an AND would need the AND tested: not flat
+    if clause is None:
+        return False
+    keys.extend(sorted(clause))
+    return True
 
 
 def highlight_node(node: RuleNode) -> RuleNode:
@@ -129,18 +145,6 @@ def highlight_node(node: RuleNode) -> RuleNode:
     made only of keys, ANDs, ORs of keys and NOTs, the keys whose spans it highlights as one
     ``AnyKeys`` (a key of an OR shows only when present, as in the tree); otherwise ``node``."""
     keys: list[str] = []
-
-    def positive(item: RuleNode) -> bool:
-        if isinstance(item, AllOf):  # it holds: every child does
-            return all(positive(child) for child in item.children)
-        if isinstance(item, NotOf):  # shows nothing
-            return True
-        clause = _clause(item)  # an OR of an AND would need the AND tested: not flat
-        if clause is None:
-            return False
-        keys.extend(sorted(clause))
-        return True
-
-    if isinstance(node, KeyAtom | PrefixAtom) or not positive(node) or not keys:
+    if isinstance(node, KeyAtom | PrefixAtom) or not _positive_keys(node, keys) or not keys:
         return node
     return AnyKeys(tuple(dict.fromkeys(keys)))

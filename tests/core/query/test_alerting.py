@@ -98,3 +98,11 @@ def test_alert_ids_are_stable_per_version_and_subscription() -> None:
     again = decide(post("x"), [Match("a")], PriorState())[0]
     other = decide(post("y"), [Match("a")], PriorState())[0]
     assert first.id == again.id != other.id
+
+
+def test_a_backtest_state_need_not_keep_the_alerts() -> None:
+    state = InMemoryMatchState(keep_stream=False)
+    process(post("Breaking: ceasefire", 1), [Match("a")], state)
+    alerts = process(post("breaking — CEASEFIRE!", 7, "copier"), [Match("a")], state)
+    assert outcome(alerts) == [("a", "duplicate", "chan/1", False)]
+    assert state.stream == []

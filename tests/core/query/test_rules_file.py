@@ -126,14 +126,17 @@ def test_empty_file_is_an_empty_rule_set() -> None:
         ),
         ("subscriptions: {}\n", [(1, "subscriptions must be a list")]),
         ("- a\n- b\n", [(1, "the rules file must be a mapping of entities, subscriptions")]),
-        (
-            "subscriptions:\n  - id: a\n   query: x\n",
-            [(3, "not valid YAML: expected <block end>, but found '<block mapping start>'")],
-        ),
     ],
 )
 def test_errors_name_their_line(text: str, expected: list[tuple[int, str]]) -> None:
     assert problems(text) == expected
+
+
+def test_a_yaml_syntax_error_names_its_line() -> None:
+    # libyaml's parser (used when PyYAML has it) words it its own way; the line is what counts.
+    [(line, message)] = problems("subscriptions:\n  - id: a\n   query: x\n")
+    assert line == 3
+    assert message.startswith("not valid YAML: ")
 
 
 def test_every_problem_is_reported() -> None:
