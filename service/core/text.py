@@ -210,7 +210,7 @@ def _tokenize_run(run: str) -> Spans:
 
 
 # A character as the per-character steps see it.
-_IGNORE, _ATTACH, _START = 0, 1, 2
+_IGNORE, _ATTACH, _START, _JAMO = 0, 1, 2, 3
 # The first characters of Hangul vowel and final-consonant jamo, which compose with what
 # precedes them as combining marks do.
 _HANGUL_JOINING = (("\u1160", "\u11ff"), ("\ud7b0", "\ud7ff"))
@@ -219,19 +219,25 @@ _HANGUL_JOINING = (("\u1160", "\u11ff"), ("\ud7b0", "\ud7ff"))
 @lru_cache(maxsize=8192)
 def _kind(char: str) -> int:
     """Whether a character is dropped, joins the character before it (a combining mark, or what
-    NFKC turns into one), or starts a new one."""
+    NFKC turns into one), joins a letter before it (a Hangul vowel or final jamo), or starts a
+    new one."""
     if char != _ZWSP and unicodedata.category(char) == "Cf":
         return _IGNORE
     head = unicodedata.normalize("NFKD", char)[:1] or char
     if unicodedata.category(head)[0] == "M" or unicodedata.combining(head):
         return _ATTACH
     if any(first <= head <= last for first, last in _HANGUL_JOINING):
-        return _ATTACH
+        return _JAMO
     return _START
 
 
 def _is_cyrillic_letter(char: str | None) -> bool:
     return char is not None and _CYRILLIC_FIRST <= char <= _CYRILLIC_LAST and char.isalpha()
+
+
+def _joinable(head: str) -> bool:
+    """Whether a cluster led by ``head`` takes a joining letter (a letter, digit or mark)."""
+    return head not in _APOSTROPHE_SET and unicodedata.category(head)[0] in "LNM"
 
 
 def _tokenize_chars(run: str) -> Spans:
@@ -244,7 +250,11 @@ def _tokenize_chars(run: str) -> Spans:
         kind = _kind(char)
         if kind == _IGNORE:
             continue
-        if kind == _ATTACH and texts:
+        # A Hangul vowel or final jamo (a letter that composes like a mark) joins only a letter
+        # or a mark: after a symbol or an apostrophe it is a letter of its own, as it is where
+        # the symbol is one of RUN_RE's fixed separators.
+        joins = kind == _ATTACH or (kind == _JAMO and bool(texts) and _joinable(texts[-1][0]))
+        if joins and texts:
             ends[-1] = i + 1
             texts[-1] += char
         else:

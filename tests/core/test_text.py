@@ -7,7 +7,7 @@ import sys
 import unicodedata
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from service.core import text as text_module
@@ -151,7 +151,7 @@ ALPHABET = (
     f"{APOSTROPHES}\u00ad\u200b\u200c\u200d\u2060\ufeff\u200e"  # apostrophes and format chars
     " \n\u00a0\u2009-,.!?:;«»—–…_=<()"  # spaces and punctuation
     "ﬁﬀＡａ１𝐋𝐚𝕧²₂①ªºſĳŉĿⅫℌµ¼´¨ｶﾞﾟ"  # compatibility forms
-    "각가ㄱㅏάΐΆΑ™№℃🔥"  # Hangul jamo, Greek, symbols
+    "각가ㄱㅏάΐΆΑ™№℃🔥\u1100\u1161\u11a8"  # Hangul (also as jamo), Greek, symbols
 )
 # Symbols and punctuation NFKC spells with letters or digits: separators in the text, words once
 # NFKC has replaced them, so only canonical equivalence holds for strings containing them.
@@ -173,6 +173,9 @@ def _forms(text: str, compatibility: bool) -> list[str]:
 
 @settings(max_examples=1500, deadline=None)
 @given(texts)
+# A Hangul vowel jamo after a symbol that composes (¨ + grave = U+1FED) and after an apostrophe.
+@example("\u00a8\u0300\u1161")
+@example("'\u1161\u02bc\u1161")
 def test_canonically_equivalent_strings_give_the_same_tokens(text: str) -> None:
     expected = words(text)
     for form in _forms(text, compatibility=False):
