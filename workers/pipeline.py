@@ -70,6 +70,7 @@ class _Version:
     text_key: str | None = None
     claimed: tuple[str, ...] = ()  # the subscriptions whose text claim was queued
     earlier: frozenset[str] = frozenset()  # matched by earlier versions in this batch
+    follows_another: bool = False  # another version of the post came earlier in this batch
     alerts: list[Alert] = field(default_factory=list)
     stored: bool = False
     data: dict[str, Any] = field(default_factory=dict)  # the post's JSON form
@@ -98,7 +99,11 @@ def _read(context: PostStage, versions: list[_Version], now: float) -> None:
     context.posts.queue_has_versions(batch, [version.post for version in versions])
     context.match_state.queue_decided(batch, [version.post.version_key for version in versions])
     earlier: dict[str, set[str]] = {}  # post key -> matched by versions earlier in the batch
+    in_batch: set[str] = set()  # post keys with a version earlier in the batch
     for version in versions:
+        key = version.post.key
+        version.follows_another = key in in_batch
+        in_batch.add(key)
         if not version.matches:
             continue
         ids = [match.subscription_id for match in version.matches]
@@ -106,19 +111,28 @@ def _read(context: PostStage, versions: list[_Version], now: float) -> None:
         version.earlier = frozenset(before)
         version.claimed = tuple(sub for sub in ids if sub not in before)
         context.match_state.queue_claims(batch, version.post.key, version.text_key, version.claimed)
+        # Whether an earlier version is stored: an edit alert needs one (a backfilled post
+        # carrying an edit time is a plain post).
+        context.posts.queue_version_count(batch, version.post)
         before.update(ids)
     replies = batch.execute()
     count = len(versions)
     stored, decided, claims = replies[:count], replies[count], iter(replies[count + 1 :])
     for version, is_stored, raw in zip(versions, stored, decided, strict=True):
         claimed = next(claims) if version.matches else None
+        stored_versions = int(next(claims)) if version.matches else 0
         version.stored = bool(is_stored)
         version.data = version.post.to_dict()
         version.parts = json_parts(version.post, version.enrichment, version.data)
         if raw is not None:  # decided by a failed attempt: hand out the same alerts
             version.alerts = decode_decided(raw, version.data, version.enrichment.to_dict())
         elif claimed is not None:
-            prior = context.match_state.claims_prior(claimed, version.claimed, version.earlier)
+            prior = context.match_state.claims_prior(
+                claimed,
+                version.claimed,
+                version.earlier,
+                earlier_version=version.follows_another or stored_versions > int(version.stored),
+            )
             version.alerts = alerting.decide(
                 version.post,
                 version.matches,

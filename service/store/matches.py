@@ -231,10 +231,15 @@ class RedisMatchState:
 
     @staticmethod
     def claims_prior(
-        reply: Any, subscription_ids: Sequence[str], earlier: Collection[str] = ()
+        reply: Any,
+        subscription_ids: Sequence[str],
+        earlier: Collection[str] = (),
+        *,
+        earlier_version: bool = False,
     ) -> PriorState:
         """The prior state from a ``queue_claims`` reply: what earlier versions matched (in
-        Redis, and ``earlier`` in the same batch), and who first alerted each claimed text."""
+        Redis, and ``earlier`` in the same batch), and who first alerted each claimed text;
+        ``earlier_version`` when the caller knows an earlier version of the post exists."""
         matched_raw, winners = reply
         matched = frozenset(text(member) for member in matched_raw) | frozenset(earlier)
         alerted = {
@@ -242,7 +247,7 @@ class RedisMatchState:
             for sub, winner in zip(subscription_ids, winners or (), strict=False)
             if winner
         }
-        return PriorState(matched, alerted)
+        return PriorState(matched, alerted, earlier_version)
 
     def queue_record(
         self,

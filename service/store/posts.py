@@ -152,6 +152,10 @@ class PostStore:
         for post in posts:
             batch.pipe.hexists(_post_key(post.key), post.content_hash)
 
+    def queue_version_count(self, batch: Batch, post: Post) -> None:
+        """Queue the count of stored versions of ``post`` (any content) in ``batch``."""
+        batch.pipe.hlen(_post_key(post.key))
+
     def versions(self, key: str) -> list[StoredVersion]:
         """Every stored version of a post (``channel/id``), oldest first."""
         raw = self.connection.hgetall(_post_key(key.lower()))

@@ -141,3 +141,39 @@ def test_enqueued_to_decided_is_observed_per_post(
     assert (registry.get_sample_value("tgwatch_decision_latency_seconds_sum") or 0) >= 0.1
     assert registry.get_sample_value(
         "tgwatch_decision_latency_seconds_bucket", {"le": "0.025"}) == 0  # fmt: skip
+
+
+def _edited(client: redis.Redis) -> dict[tuple[str, str], bool]:
+    return {(a.post_key, a.subscription_id): a.edited_now_matches for _, a in read_alerts(client)}
+
+
+def test_an_edit_that_now_matches_is_an_edit_after_a_version_that_matched_nothing(
+    redis_client: redis.Redis, make_stage: MakeStage
+) -> None:
+    RuleStore(redis_client).replace(RULES)
+    stage = make_stage(redis_client)
+    # An earlier version in an earlier batch, and one earlier in the same batch.
+    pipeline.process_posts(stage, [post("Weather today", 1)])
+    pipeline.process_posts(
+        stage,
+        [
+            post("Ceasefire agreed", 1, edited=True),
+            post("Sports news", 2),
+            post("Talks tomorrow", 2, edited=True),
+        ],
+    )
+    assert _edited(redis_client) == {("chan/1", "ceasefire"): True, ("chan/2", "talks"): True}
+
+
+def test_a_backfilled_post_carrying_an_edit_time_is_not_an_edit(
+    redis_client: redis.Redis, make_stage: MakeStage
+) -> None:
+    """Exports carry an edit time on most messages: a first-seen version is a plain post, and a
+    replay of the same version is nothing new."""
+    RuleStore(redis_client).replace(RULES)
+    stage = make_stage(redis_client)
+    backfilled = post("Ceasefire agreed", 3, edited=True)
+    pipeline.process_posts(stage, [backfilled])
+    report = pipeline.process_posts(stage, [backfilled])
+    assert report.alerts == 0 and report.already_stored == 1
+    assert _edited(redis_client) == {("chan/3", "ceasefire"): False}
