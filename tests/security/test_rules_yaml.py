@@ -69,6 +69,7 @@ def test_the_alias_bomb_is_refused_in_a_process_capped_at_512_mib(tmp_path: Path
         ("subscriptions:\n  - id: a\n    query: x\n  - id: b\n    query: 'x\x07'\n", 5, "YAML"),
         ("subscriptions:\n  - id: a\n    query: [unclosed\n", 4, "YAML"),
         ("subscriptions:\n  - id: a\n    query: x\n    paused: 2001-12-40\n", 4, "cannot be read"),
+        ("subscriptions:\n  - id: a\n    query: x\n  - id: b\n    query: '\ud800'\n", 5, "lone"),
     ],
 )
 def test_loader_errors_are_problems_with_a_line(text: str, line: int, fragment: str) -> None:
