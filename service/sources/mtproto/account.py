@@ -24,7 +24,7 @@ import structlog
 
 from service.config import MtprotoSettings
 from service.core.post import Post
-from service.metrics import MtprotoMetrics
+from service.metrics.mtproto import MtprotoMetrics
 from service.sources.mtproto.albums import assemble_album, group_albums
 from service.sources.mtproto.client import (
     CHANNEL_LIMIT,

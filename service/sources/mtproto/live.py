@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from service.core.post import Post
-from service.metrics import MtprotoMetrics
+from service.metrics.mtproto import MtprotoMetrics
 from service.sources.mtproto.albums import assemble_album
 from service.sources.mtproto.client import ChannelEvent, ChannelMessage, ChannelRef, Deletion
 from service.sources.mtproto.writer import ChannelWriter, Emission

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 import structlog
 
 from service.config import MtprotoSettings
-from service.metrics import MtprotoMetrics
+from service.metrics.mtproto import MtprotoMetrics
 from service.sources.base import wait_or_stop
 from service.sources.mtproto.account import AccountRunner
 from service.sources.mtproto.client import MtprotoClient, channel_entry, is_invite

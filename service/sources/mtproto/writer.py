@@ -18,7 +18,7 @@ import structlog
 
 from service.core.formats.result import Rejected
 from service.core.post import Post
-from service.metrics import MtprotoMetrics
+from service.metrics.mtproto import MtprotoMetrics
 from service.sources.base import PostSink
 from service.store.accounts import AccountStore
 from service.store.channels import ChannelStore
