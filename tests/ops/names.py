@@ -1,6 +1,6 @@
 """Metric names: those the dashboard and alert rules query, those tgwatch defines or exports.
 
-A test helper: the deploy-file tests check every queried name is defined in service/metrics.py,
+A test helper: the deploy-file tests check every queried name is defined in service/metrics/,
 and an end-to-end test can check that a running service exports them all, with
 ``missing_from_exposition(scraped_text)``.
 """
@@ -16,12 +16,12 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-METRICS_MODULE = ROOT / "service" / "metrics.py"
+METRICS_PACKAGE = ROOT / "service" / "metrics"
 DASHBOARDS_DIR = ROOT / "deploy" / "grafana" / "dashboards"
 ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 NAME = re.compile(r"\btgwatch_[a-z0-9_]*[a-z0-9]")
-# A quoted metric name in service/metrics.py, e.g. "tgwatch_posts_seen".
+# A quoted metric name in service/metrics/, e.g. "tgwatch_posts_seen".
 DEFINED = re.compile(r"\"(tgwatch_[a-z0-9_]+)\"")
 # Sample names derived from a family name, by metric type.
 SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
@@ -61,8 +61,12 @@ def metric_names_used_by_dashboards_and_alerts() -> set[str]:
 
 
 def defined_metric_families() -> set[str]:
-    """Family names defined in service/metrics.py (counters without their ``_total``)."""
-    return set(DEFINED.findall(METRICS_MODULE.read_text(encoding="utf-8")))
+    """Family names defined in service/metrics/ (counters without their ``_total``)."""
+    return {
+        name
+        for module in sorted(METRICS_PACKAGE.glob("*.py"))
+        for name in DEFINED.findall(module.read_text(encoding="utf-8"))
+    }
 
 
 def family_of(sample_name: str, families: set[str]) -> str | None:
@@ -76,7 +80,7 @@ def family_of(sample_name: str, families: set[str]) -> str | None:
 
 
 def undefined_names(used: set[str] | None = None) -> set[str]:
-    """Queried names that service/metrics.py does not define."""
+    """Queried names that service/metrics/ does not define."""
     families = defined_metric_families()
     used = metric_names_used_by_dashboards_and_alerts() if used is None else used
     return {name for name in used if family_of(name, families) is None}
