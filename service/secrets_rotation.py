@@ -98,7 +98,7 @@ def rotate_secrets(
                 seen[sub_id] = _kind(record, box)
                 if seen[sub_id] in (CURRENT, NO_SECRET):
                     return None
-                new = map_record(record, box.reseal)
+                new = box.reseal_record(record)
             except SecretUnavailableError as exc:
                 seen.pop(sub_id, None)
                 failed[sub_id] = str(exc)

@@ -153,8 +153,26 @@ class SecretBox:
         return map_secrets(target, self.open)
 
     def seal_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        """A rule-set record with the secrets of its ``notify`` and ``targets`` sealed."""
-        return map_record(record, self.seal) if self._keys else record
+        """A rule-set record with the secrets of its ``notify`` and ``targets`` sealed; a secret
+        in both lists is sealed once (one ciphertext per secret and record)."""
+        return map_record(record, _once(self.seal)) if self._keys else record
+
+    def reseal_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A record with every secret sealed under the first key (``reseal``), each once."""
+        return map_record(record, _once(self.reseal))
+
+
+def _once(change: Callable[[str], str]) -> Callable[[str], str]:
+    """``change``, remembering its answers: the same secret in a record's two target lists
+    becomes the same stored value."""
+    done: dict[str, str] = {}
+
+    def changed(value: str) -> str:
+        if value not in done:
+            done[value] = change(value)
+        return done[value]
+
+    return changed
 
 
 def map_secrets(target: Any, change: Callable[[str], str]) -> Any:
