@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("service.commands.api:api", "Serve the HTTP API."),
     "apikeys": ("service.commands.api:apikeys", "Create, list and revoke API keys."),
     "accounts": ("service.commands.accounts:accounts", "MTProto user accounts: add, list, remove."),
+    "secrets": ("service.commands.secrets:secrets", "Re-encrypt stored webhook secrets."),
 }
 
 

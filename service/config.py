@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from service import constants
+from service.core.secretbox import KEY_MIN_LENGTH, SecretBox, split_keys
 from service.core.targets import TargetPolicy
 
 # ISO 639-1 codes the language detector (lingua) knows.
@@ -217,6 +218,11 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = Field(
         default=None, description="secret_token Telegram sends with webhook updates"
     )
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="keys encrypting webhook secrets in Redis, comma-separated: the first "
+        "encrypts, every one decrypts (secret); unset: stored plain",
+    )
     webhook_host: str = "127.0.0.1"
     webhook_port: int = Field(default=8081, ge=1, le=65535)
     webhook_path: str = "/telegram/webhook"
@@ -270,7 +276,25 @@ class Settings(BaseSettings):
         """The secrets of this configuration, to scrub from every log line."""
         secrets = (self.telegram_token, self.webhook_secret, self.mtproto.api_hash,
                    self.mtproto.session_key)  # fmt: skip
-        return [s.get_secret_value() for s in secrets if s]
+        keys = split_keys(self.secrets_key.get_secret_value()) if self.secrets_key else ()
+        return [s.get_secret_value() for s in secrets if s] + list(keys)
+
+    def secret_box(self) -> SecretBox:
+        """What seals webhook secrets before they reach Redis (TGWATCH_SECRETS_KEY); without a
+        key, the plain box (secrets stored as they are)."""
+        return SecretBox.from_setting(self.secrets_key)
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _secrets_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not split_keys(value.get_secret_value()):
+            return None
+        if any(len(key) < KEY_MIN_LENGTH for key in split_keys(value.get_secret_value())):
+            raise ValueError(
+                f"each comma-separated key must be at least {KEY_MIN_LENGTH} characters "
+                "(e.g. openssl rand -base64 32)"
+            )
+        return value
 
     @field_validator("channels", "languages", "ner_languages", mode="before")
     @classmethod

@@ -3,7 +3,8 @@
 Everything that puts delivery work on Redis goes through ``enqueue``: a first delivery (the post
 stage), a scheduled retry or re-check (the dispatcher), a digest flush, a job recovered from a
 dead worker's lease, an operator's redelivery. So every delivery job has the same timeout, TTLs
-and description (RQ's default description would quote the payload, which holds webhook secrets).
+and description (RQ's default description would quote the payload, which holds webhook secrets),
+and every payload's webhook secrets are sealed when a key is set (``job_payload``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from rq.serializers import JSONSerializer
 from service import constants
 from service.core.delivery import DeliveryJob, parse_target
 from service.core.model import Alert
+from service.core.secretbox import SecretBox, installed
 from service.store.deliveries import Ledger
 
 log = structlog.get_logger(__name__)
@@ -60,11 +62,25 @@ def enqueue(
     return queue.enqueue(function, payload, **options)
 
 
+def job_payload(job: DeliveryJob, box: SecretBox | None = None) -> dict[str, Any]:
+    """A delivery's RQ payload, its webhook secrets sealed (``box``, else the process's): a
+    target read from a record stored before the key was set is sealed on its way to the queue."""
+    payload = job.to_dict()
+    payload["target"] = (box if box is not None else installed()).seal_target(payload["target"])
+    return payload
+
+
 def enqueue_job(
-    queue: Queue, job: DeliveryJob, delay: float = 0.0, pipeline: Pipeline | None = None
+    queue: Queue,
+    job: DeliveryJob,
+    delay: float = 0.0,
+    pipeline: Pipeline | None = None,
+    *,
+    box: SecretBox | None = None,
 ) -> Job:
     """Put one delivery on ``queue``, now or after ``delay`` seconds."""
-    return enqueue(queue, DELIVER, job.to_dict(), job.description, delay, pipeline=pipeline)
+    payload = job_payload(job, box)
+    return enqueue(queue, DELIVER, payload, job.description, delay, pipeline=pipeline)
 
 
 def enqueue_deliveries(

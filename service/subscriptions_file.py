@@ -4,7 +4,8 @@ export (`tgwatch subscriptions import|export`, `tgwatch rules load`, TGWATCH_RUL
 Import validates with the rule engine's loader (``service.core.rules``) and the targets'
 checks (``service.core.targets``, under the settings' policy), then writes through the
 subscription store in one rule-set transaction; running it twice changes nothing the second
-time. Export writes the same YAML back.
+time. Export writes the same YAML back, webhook secrets decrypted when they are stored encrypted
+(``service.core.secretbox``): the file is the operator's own, as plain as it was written.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 import redis
 import yaml
 
+from service.core import secretbox
 from service.core.memory import collector_paused
 from service.core.model import WatchedEntity
 from service.core.rules import RuleSet
+from service.core.secretbox import SecretBox, SecretUnavailableError
 from service.core.targets import STRICT, TargetPolicy
 from service.store.rules import RulesWrite
 from service.store.subscribers import StoredSubscription, SubscriberStore, validate_targets
@@ -59,8 +62,22 @@ class ImportSummary:
         return out
 
 
-def _file_view(sub: StoredSubscription) -> dict[str, Any]:
-    return sub.file_dict()
+def _file_view(sub: StoredSubscription, box: SecretBox) -> dict[str, Any] | None:
+    """What the rules file says of a subscription, secrets opened (a stored one may be sealed,
+    a file's never is); None when a secret does not open (then the file's replaces it)."""
+    try:
+        return file_dict(sub, box)
+    except SecretUnavailableError:
+        return None
+
+
+def file_dict(sub: StoredSubscription, box: SecretBox) -> dict[str, Any]:
+    """A stored subscription in its rules-file form, secrets opened: the file is the operator's
+    own setup, as plain as it was written. SecretUnavailableError when one does not open."""
+    data = sub.file_dict()
+    if "notify" in data:
+        data["notify"] = [box.open_target(target) for target in data["notify"]]
+    return data
 
 
 def import_ruleset(
@@ -82,6 +99,7 @@ def _import(
 ) -> ImportSummary:
     summary = ImportSummary()
     store = SubscriberStore(client)
+    box = secretbox.installed()
     incoming: list[StoredSubscription] = []
     for rule in ruleset.subscriptions:
         try:
@@ -101,7 +119,7 @@ def _import(
         if old is None:
             summary.added.append(new.id)
             writes.append(new)
-        elif _file_view(old) == _file_view(new):
+        elif (old_view := _file_view(old, box)) is not None and old_view == _file_view(new, box):
             summary.unchanged.append(new.id)
         else:
             summary.changed.append(new.id)
@@ -145,8 +163,10 @@ def _import_entities(
     batch.delete_entities(*removed)
 
 
-def export_document(client: redis.Redis) -> dict[str, Any]:
-    """The stored setup as a rules-file document."""
+def export_document(client: redis.Redis, box: SecretBox | None = None) -> dict[str, Any]:
+    """The stored setup as a rules-file document, webhook secrets decrypted (``box``, else the
+    process's); ValueError naming the subscription whose secret does not decrypt."""
+    box = box if box is not None else secretbox.installed()
     store = SubscriberStore(client)
     entities = sorted(store.rules.entities().values(), key=lambda e: e.id)
     subs = store.all()
@@ -155,9 +175,16 @@ def export_document(client: redis.Redis) -> dict[str, Any]:
         document["entities"] = [
             {"id": e.id, "name": e.name, "aliases": list(e.aliases)} for e in entities
         ]
-    document["subscriptions"] = [sub.file_dict() for sub in subs]
+    document["subscriptions"] = []
+    for sub in subs:
+        try:
+            document["subscriptions"].append(file_dict(sub, box))
+        except SecretUnavailableError as exc:
+            raise ValueError(f"subscription {sub.id}: {exc}") from None
     return document
 
 
-def export_yaml(client: redis.Redis) -> str:
-    return yaml.safe_dump(export_document(client), sort_keys=False, allow_unicode=True, width=100)
+def export_yaml(client: redis.Redis, box: SecretBox | None = None) -> str:
+    return yaml.safe_dump(
+        export_document(client, box), sort_keys=False, allow_unicode=True, width=100
+    )

@@ -39,6 +39,8 @@ def test_values_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
         ("TGWATCH_BOT_ALLOWED", "abc"),
         ("TGWATCH_BOT_ADMINS", "12,x"),
         ("TGWATCH_METRICS_PORT", "70000"),
+        ("TGWATCH_SECRETS_KEY", "too-short-key"),
+        ("TGWATCH_SECRETS_KEY", "a-long-enough-first-key, short-second"),
     ],
 )
 def test_a_bad_value_names_the_variable(
@@ -81,3 +83,36 @@ def test_the_token_is_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.telegram_token is not None
     assert "very-secret" not in repr(settings)
     assert "very-secret" not in str(settings.model_dump())
+
+
+def test_the_secrets_key_is_secret_and_names_its_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.core.secretbox import SEALED_PREFIX
+
+    monkeypatch.setenv("TGWATCH_SECRETS_KEY", "first-key-0123456789, second-key-0123456789")
+    settings = load_settings(_env_file=None)
+    assert "first-key" not in repr(settings) and "first-key" not in str(settings.model_dump())
+    assert {"first-key-0123456789", "second-key-0123456789"} <= set(settings.secret_values())
+    box = settings.secret_box()
+    sealed = box.seal("whsec_plain-value")
+    assert sealed.startswith(SEALED_PREFIX) and "first-key" not in repr(box)
+    only_first = load_settings(_env_file=None, secrets_key="first-key-0123456789").secret_box()
+    assert only_first.open(sealed) == "whsec_plain-value"
+    monkeypatch.setenv("TGWATCH_SECRETS_KEY", " , ")
+    assert load_settings(_env_file=None).secret_box().enabled is False  # blank: plain, as unset
+
+
+def test_a_bad_secrets_key_is_one_line_from_the_command_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from service.cli import cli
+
+    monkeypatch.setenv("TGWATCH_SECRETS_KEY", "sixteen-chars-ok,tiny-secret")  # the 2nd is short
+    result = CliRunner().invoke(cli, ["secrets", "rotate"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "tgwatch: configuration error: TGWATCH_SECRETS_KEY: each comma-separated key must be at "
+        "least 16 characters (e.g. openssl rand -base64 32)"
+    ]
+    assert "tiny-secret" not in result.output

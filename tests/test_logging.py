@@ -65,3 +65,14 @@ def test_libraries_chatty_at_info_are_kept_at_warning(capsys: pytest.CaptureFixt
     logging.getLogger("aiogram.event").info("Update id=1 is handled")
     logging.getLogger("service.anything").info("kept")
     assert [line["event"] for line in _lines(capsys.readouterr().err)] == ["kept"]
+
+
+def test_the_secrets_keys_never_reach_a_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from service.config import load_settings
+
+    keys = ("first-secrets-key-0123", "older-secrets-key-4567")
+    settings = load_settings(_env_file=None, secrets_key=",".join(keys))
+    configure_logging("json", "info", settings.secret_values())
+    structlog.get_logger("x").warning("misconfigured", detail=f"keys were {keys[0]} {keys[1]}")
+    err = capsys.readouterr().err
+    assert keys[0] not in err and keys[1] not in err and "***" in err

@@ -27,6 +27,7 @@ from rq.serializers import JSONSerializer
 
 from service import constants
 from service.config import Settings, load_settings
+from service.core import secretbox
 from service.core.retry import backoff
 from service.logging import configure_logging
 from service.metrics import Metrics
@@ -109,6 +110,7 @@ def run_worker(spec: WorkerSpec, settings: Settings | None = None) -> bool:
         os.environ.update(spec.settings_env)
         settings = load_settings()
         configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+        secretbox.install(settings.secret_box())
     connection = client_from_url(spec.redis_url)
     stop = threading.Event()
     outage = Outage("worker")

@@ -3,7 +3,8 @@ and the one way configuration and rules-file errors are printed.
 
 A command calls ``open_root()`` first: the settings are read once for the process (a bad value
 is one line naming the variable, exit code 2), logging is configured with the process's secrets
-scrubbed, and Redis is connected (the embedded server when no URL is set).
+scrubbed, the process's box for webhook secrets is installed (``service.core.secretbox``), and
+Redis is connected (the embedded server when no URL is set).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import click
 import structlog
 
 from service.config import ConfigError, Settings, load_settings
+from service.core import secretbox
 from service.core.rules import RulesError
 from service.logging import configure_logging
 from service.redis import RedisHandle, connect
@@ -53,6 +55,7 @@ def read_settings() -> Settings:
     except ConfigError as exc:
         fail(f"configuration error: {exc}", 2)
     configure_logging(settings.log_format, settings.log_level, settings.secret_values())
+    secretbox.install(settings.secret_box())
     return settings
 
 

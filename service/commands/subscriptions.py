@@ -44,11 +44,14 @@ def import_command(path: Path, prune: bool) -> None:
               help="Write to this file instead of standard output.")  # fmt: skip
 def export_command(output: Path | None) -> None:
     """Write the stored entities and subscriptions (with notify targets) as YAML."""
-    from service.commands.root import open_root
+    from service.commands.root import fail, open_root
     from service.subscriptions_file import export_yaml
 
     with open_root() as root:
-        text = export_yaml(root.redis.client)
+        try:
+            text = export_yaml(root.redis.client)
+        except ValueError as exc:  # a secret that does not decrypt: nothing is written
+            fail(str(exc))
     if output is None:
         click.echo(text, nl=False)
     else:

@@ -11,7 +11,8 @@ them at send time, checks every address with ``address_refusal`` and connects to
 checked. Loopback and private targets are opt-in (``TargetPolicy``), cloud metadata never.
 
 Secrets are checked too (``check_secrets``): ``whsec_`` plus the base64 of 24 to 64 bytes (the
-Standard Webhooks form), or a plain string of 16 to 256 printable characters. No message here
+Standard Webhooks form), or a plain string of 16 to 256 printable characters that does not look
+like an encrypted one (``enc:v1:``, ``service.core.secretbox``). No message here
 ever contains the URL or a secret: a URL's query may hold a token.
 """
 
@@ -24,6 +25,8 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from service.core.secretbox import SEALED_PREFIX
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -267,6 +270,8 @@ def check_secrets(secrets: object) -> tuple[str, ...]:
                 raise TargetError(
                     f"{which}: a whsec_ key is {WHSEC_MIN_BYTES} to {WHSEC_MAX_BYTES} bytes"
                 )
+        elif secret.startswith(SEALED_PREFIX):
+            raise TargetError(f"{which} may not start with {SEALED_PREFIX} (an encrypted one)")
         elif not (
             PLAIN_SECRET_MIN <= len(secret) <= PLAIN_SECRET_MAX
             and secret.isprintable()

@@ -7,7 +7,8 @@ webhook endpoint's log of attempts. This module owns every ``delivery:`` and ``t
   later delivery of the same alert to the same target a no-op;
 - **dead letters**: deliveries that ran out of retries or failed for good, kept for redelivery
   (``delivery:dead``, every one, for the operator; and ``delivery:dead:<owner>``, the same
-  entries per owner, so a tenant reads and redelivers only its own without a scan);
+  entries per owner, so a tenant reads and redelivers only its own without a scan); their
+  webhook secrets sealed when a key is set (``service.core.secretbox``);
 - **disabled targets** (403, webhook 410) and **problems** (chat not found) per target;
 - the **delivery log** of a webhook endpoint: its latest attempts (capped). An endpoint is a
   (owner, URL) pair (``WebhookTarget.endpoint_id``), so the log and the disabled state of one
@@ -25,6 +26,7 @@ import redis
 
 from service import constants
 from service.core.delivery import DeliveryJob, WebhookTarget
+from service.core.secretbox import SecretBox, installed
 from service.redis import text
 from service.store.workers import ALIVE_PREFIX
 
@@ -73,10 +75,12 @@ class Ledger:
         *,
         owner: str | None = None,
         sent_ttl: int = constants.DELIVERY_SENT_TTL_SECONDS,
+        box: SecretBox | None = None,
     ) -> None:
         self.redis = connection
         self.owner = owner
         self.sent_ttl = sent_ttl
+        self.box = box  # seals the webhook secrets of dead letters (None: the process's box)
         self._claim = connection.register_script(_CLAIM)
 
     # --- idempotency -------------------------------------------------------------------------
@@ -138,6 +142,9 @@ class Ledger:
     # --- dead letters ------------------------------------------------------------------------
     def dead_letter(self, job: DeliveryJob | dict[str, Any], reason: str) -> None:
         payload = job.to_dict() if isinstance(job, DeliveryJob) else job
+        if isinstance(payload, dict) and "target" in payload:  # a job queued before the key
+            box = self.box if self.box is not None else installed()
+            payload = {**payload, "target": box.seal_target(payload["target"])}
         key = job.key if isinstance(job, DeliveryJob) else None
         entry = {"key": key, "at": _now_iso(), "reason": reason[:500], "job": payload}
         raw = json.dumps(entry, ensure_ascii=False)

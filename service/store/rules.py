@@ -23,10 +23,12 @@ import structlog
 from redis.client import Pipeline
 
 from service import constants
+from service.core import secretbox
 from service.core.memory import collector_paused
 from service.core.model import WatchedEntity
 from service.core.query.index import RuleIndex
 from service.core.rules import RuleSet, Subscription
+from service.core.secretbox import SecretBox
 from service.redis import text
 
 log = structlog.get_logger(__name__)
@@ -58,11 +60,16 @@ def _subscription(key: bytes, value: bytes) -> Subscription | None:
 class RulesWrite:
     """One transaction on the rule set: queue changes, then ``RuleStore.write`` runs them with
     one version bump. ``pipe`` takes the caller's own commands into the same transaction (the
-    subscriber store's indexes)."""
+    subscriber store's indexes). Webhook secrets are sealed here (``box``), the one place a
+    subscription record is written."""
 
-    def __init__(self, pipe: Pipeline) -> None:
+    def __init__(self, pipe: Pipeline, box: SecretBox | None = None) -> None:
         self.pipe = pipe
+        self.box = box if box is not None else secretbox.installed()
         self.changes = 0
+
+    def _dump_record(self, record: dict[str, Any]) -> str:
+        return _dump(self.box.seal_record(record))
 
     def clear(self) -> None:
         """Remove every subscription and entity (a rule set replaced whole)."""
@@ -70,12 +77,14 @@ class RulesWrite:
         self.changes += 1
 
     def put_subscription(self, record: dict[str, Any]) -> None:
-        self.pipe.hset(SUBSCRIPTIONS_KEY, str(record["id"]), _dump(record))
+        self.pipe.hset(SUBSCRIPTIONS_KEY, str(record["id"]), self._dump_record(record))
         self.changes += 1
 
     def put_subscriptions(self, records: list[dict[str, Any]]) -> None:
         if records:
-            self.pipe.hset(SUBSCRIPTIONS_KEY, mapping={str(r["id"]): _dump(r) for r in records})
+            self.pipe.hset(
+                SUBSCRIPTIONS_KEY, mapping={str(r["id"]): self._dump_record(r) for r in records}
+            )
             self.changes += len(records)
 
     def delete_subscriptions(self, *ids: str) -> None:
@@ -95,21 +104,51 @@ class RulesWrite:
 
 
 class RuleStore:
-    """Reads and writes the rule set; the only code that touches its keys."""
+    """Reads and writes the rule set; the only code that touches its keys. Records are read as
+    stored: webhook secrets sealed (``service.core.secretbox``) when a key was set."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, box: SecretBox | None = None) -> None:
         self.client = client
+        self.box = box  # None: the process's box, looked up at each write
 
     @contextmanager
     def write(self) -> Iterator[RulesWrite]:
         """A transaction: queue changes on the yielded ``RulesWrite``; on exit they run at once
         with one version bump (none if nothing was queued)."""
         pipe = self.client.pipeline(transaction=True)
-        batch = RulesWrite(pipe)
+        batch = RulesWrite(pipe, self.box)
         yield batch
-        if batch.changes:
-            pipe.incr(VERSION_KEY)
-        pipe.execute()
+        _commit(batch)
+
+    def rewrite(
+        self, ids: list[str], change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> list[str]:
+        """Rewrite stored records in one optimistic transaction: ``change`` gets each record of
+        ``ids`` as stored and returns its new form (None: leave it). Every record written is the
+        change of the record read, even with other writers about: the transaction watches the
+        rule set and starts again (``change`` runs again) when another writer got in between.
+        One version bump when anything changed; returns the ids rewritten."""
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(SUBSCRIPTIONS_KEY)  # type: ignore[no-untyped-call]
+                    raw = pipe.hmget(SUBSCRIPTIONS_KEY, ids) if ids else []
+                    changed = []
+                    for value in raw:
+                        new = None if value is None else change(_load(value))
+                        if new is not None:
+                            changed.append(new)
+                    pipe.multi()
+                    batch = RulesWrite(pipe, self.box)
+                    batch.put_subscriptions(changed)
+                    _commit(batch)
+                    return [str(record["id"]) for record in changed]
+                except redis.WatchError:
+                    continue
+
+    def subscription_ids(self) -> list[str]:
+        """Every stored subscription id, sorted (ids only: 100k of them are a few MB)."""
+        return sorted(text(key) for key in self.client.hkeys(SUBSCRIPTIONS_KEY))
 
     def replace(self, ruleset: RuleSet) -> int:
         """Make ``ruleset`` the whole rule set; returns the new version."""
@@ -172,6 +211,13 @@ class RuleStore:
         number = int(version) if version is not None else 0
         # The version is the store's counter: no digest of the whole rule set to compute.
         return number, RuleSet(entities, tuple(subscriptions), version=str(number))
+
+
+def _commit(batch: RulesWrite) -> None:
+    """Run a rule-set transaction, bumping the version once when it changed anything."""
+    if batch.changes:
+        batch.pipe.incr(VERSION_KEY)
+    batch.pipe.execute()
 
 
 def _skipped(subscription_id: str, problem: str) -> None:

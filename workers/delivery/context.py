@@ -19,7 +19,8 @@ from rq import Queue
 from service.config import DeliverySettings, Settings
 from service.core.delivery import DeliveryJob, TelegramTarget
 from service.core.retry import RetryPolicy
-from service.delivery_queue import DELIVER, deliveries_queue, enqueue, enqueue_job
+from service.core.secretbox import SecretBox
+from service.delivery_queue import DELIVER, deliveries_queue, enqueue, enqueue_job, job_payload
 from service.metrics import Metrics
 from service.store.deliveries import Ledger
 from service.store.digests import DigestStore
@@ -53,6 +54,7 @@ class DeliveryContext:
     http: httpx.AsyncClient
     telegram: TelegramSender | None = None
     schedule: Scheduler | None = None
+    box: SecretBox | None = None  # seals and opens webhook secrets (None: the process's)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, repr=False)
 
     @classmethod
@@ -66,10 +68,12 @@ class DeliveryContext:
         queue: Queue | None = None,
         schedule: Scheduler | None = None,
         lease: str | None = None,
+        box: SecretBox | None = None,
     ) -> DeliveryContext:
         """Wire the stores and senders around the given clients (tests pass their own);
-        ``lease`` is the worker process's (its claims are taken over if it dies)."""
-        ledger = Ledger(connection, owner=lease)
+        ``lease`` is the worker process's (its claims are taken over if it dies); ``box`` opens
+        webhook secrets to sign and seals what is written back (default: the process's)."""
+        ledger = Ledger(connection, owner=lease, box=box)
         limiter = TelegramRateLimiter(
             connection,
             TelegramLimits(
@@ -86,6 +90,7 @@ class DeliveryContext:
             claim_ttl=settings.lease_seconds,
             policy=settings.target_policy(),
             log_max=settings.webhook_log_max,
+            box=box,
         )
         telegram = None
         if bot is not None:
@@ -111,6 +116,7 @@ class DeliveryContext:
             http=webhooks.client,
             telegram=telegram,
             schedule=schedule,
+            box=box,
         )
 
     @classmethod
@@ -124,7 +130,8 @@ class DeliveryContext:
 
             bot = make_bot(settings.telegram_token.get_secret_value(), settings.telegram_api_url,
                            timeout=settings.delivery.telegram_timeout)  # fmt: skip
-        return cls.build(connection, settings.delivery, metrics, bot=bot, lease=lease)
+        return cls.build(connection, settings.delivery, metrics, bot=bot, lease=lease,
+                         box=settings.secret_box())  # fmt: skip
 
     def policy(self, target: object) -> RetryPolicy:
         """The retry policy of a target kind (Telegram's short one, or the webhooks' hours)."""
@@ -135,9 +142,9 @@ class DeliveryContext:
     def enqueue(self, job: DeliveryJob, delay: float = 0.0) -> None:
         """Put a delivery (a retry, a re-check) back on the queue, now or after ``delay``."""
         if self.schedule is not None:
-            self.schedule(DELIVER, job.to_dict(), job.description, delay)
+            self.schedule(DELIVER, job_payload(job, self.box), job.description, delay)
         else:
-            enqueue_job(self.queue, job, delay)
+            enqueue_job(self.queue, job, delay, box=self.box)
 
     def enqueue_call(
         self, function: str, payload: dict[str, Any], description: str, delay: float = 0.0

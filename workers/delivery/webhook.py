@@ -9,7 +9,10 @@ redirects, and record the attempt in the endpoint's capped log. A 2xx is success
 disables the endpoint; anything else goes back to the retry schedule; a refused target goes to
 the dead letters. The log is the tenant's to read, so a refused attempt is recorded without a
 status, a latency or the reason's detail: it cannot be used to probe a network. Secrets never
-reach a log line, an error text or the delivery log.
+reach a log line, an error text or the delivery log. A secret stored encrypted
+(``service.core.secretbox``) is decrypted here, just before signing, and nowhere else; one that
+cannot be decrypted (a missing or wrong TGWATCH_SECRETS_KEY) dead-letters the delivery with a
+reason naming the subscription.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from service import constants
 from service.core.delivery import DeliveryJob, DeliveryStatus, Outcome, WebhookTarget, redact_url
 from service.core.render import webhook_payload
 from service.core.retry import parse_retry_after
+from service.core.secretbox import SecretBox, SecretUnavailableError, installed
 from service.core.signing import signature_header
 from service.core.targets import STRICT, TargetError, TargetPolicy, check_webhook_url
 from service.store.deliveries import Ledger
@@ -43,6 +47,8 @@ USER_AGENT = "tgwatch-webhooks/1"
 # What the tenant's delivery log says of a refused target, whatever the reason.
 REFUSED = "refused: target not allowed"
 UNRESOLVED = "cannot resolve the host"
+# What the tenant's delivery log says of a secret that cannot be opened (the operator's key).
+UNSIGNED = "not sent: the secret cannot be decrypted"
 
 
 class WebhookSender:
@@ -55,8 +61,10 @@ class WebhookSender:
         policy: TargetPolicy = STRICT,
         log_max: int = constants.WEBHOOK_LOG_MAX,
         resolver: Resolver = system_resolver,
+        box: SecretBox | None = None,
     ) -> None:
         self.ledger = ledger
+        self.box = box if box is not None else installed()
         self.timeout = timeout
         self.claim_ttl = claim_ttl
         self.policy = policy
@@ -80,12 +88,26 @@ class WebhookSender:
         log.warning("webhook_target_refused", url=redact_url(target.url), reason=reason)
         return Outcome(DeliveryStatus.DEAD, f"refused: {reason}")
 
+    def _unopened(
+        self, target: WebhookTarget, job: DeliveryJob, at: float, exc: SecretUnavailableError
+    ) -> Outcome:
+        """A secret no key opens: nothing can be signed, and no retry will change that until the
+        operator fixes the key, so the delivery goes to the dead letters (redelivered then)."""
+        self._record(target, job, at, status=None, latency_ms=None, error=UNSIGNED)
+        log.error("webhook_secret_unavailable", subscription=job.alert.subscription_id,
+                  endpoint=target.endpoint_id, reason=str(exc))  # fmt: skip
+        return Outcome(DeliveryStatus.DEAD, f"subscription {job.alert.subscription_id}: {exc}")
+
     async def _attempt(self, job: DeliveryJob, target: WebhookTarget) -> Outcome:
         started = time.time()
         try:
             check_webhook_url(target.url, self.policy)
         except TargetError as exc:
             return self._refused(target, job, started, str(exc))
+        try:  # the one place a stored secret is opened: right before it signs
+            secrets = tuple(self.box.open(secret) for secret in target.secrets)
+        except SecretUnavailableError as exc:
+            return self._unopened(target, job, started, exc)
         payload = webhook_payload(job.alert, subscription_name=job.subscription_name)
         # A tenant knows its subscription by its own id, not the stored (scoped) one.
         payload["subscription"]["id"] = public_id(job.alert.subscription_id, target.owner)
@@ -94,7 +116,7 @@ class WebhookSender:
         headers = {
             "webhook-id": job.alert.id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(target.secrets, job.alert.id, timestamp, body),
+            "webhook-signature": signature_header(secrets, job.alert.id, timestamp, body),
             "content-type": "application/json",
             "user-agent": USER_AGENT,
         }
@@ -118,7 +140,7 @@ class WebhookSender:
         except httpx.TimeoutException:
             error = "timeout"
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            error = self._safe_error(exc, target)
+            error = self._safe_error(exc, target, secrets)
         latency_ms = int((time.perf_counter() - clock) * 1000)
         if status is not None and not 200 <= status < 300:
             error = f"HTTP {status}"
@@ -150,10 +172,10 @@ class WebhookSender:
         self.ledger.log_attempt(target, entry, self.log_max)
 
     @staticmethod
-    def _safe_error(exc: Exception, target: WebhookTarget) -> str:
+    def _safe_error(exc: Exception, target: WebhookTarget, secrets: tuple[str, ...]) -> str:
         """An error text that names no secret and no full URL (its query may hold a token)."""
         text = f"{type(exc).__name__}: {exc}"
-        for secret in target.secrets:
+        for secret in (*secrets, *target.secrets):
             text = text.replace(secret, "***")
         text = text.replace(target.url, redact_url(target.url))
         return text[:300]
