@@ -32,8 +32,12 @@ from typing import NamedTuple, cast
 # Apostrophes joining a Cyrillic word: ASCII, right single quote, modifier letter apostrophe
 # (the Ukrainian standard), left single quote, grave, modifier prime, prime, fullwidth.
 APOSTROPHES = "'\u2019\u02bc\u2018`\u02b9\u2032\uff07"
-_APOSTROPHE_SET = frozenset(APOSTROPHES)
-_TO_APOSTROPHE = str.maketrans(dict.fromkeys(APOSTROPHES, "'"))
+# Characters that normalization turns into one of them (Greek varia and fullwidth grave into the
+# grave, the Greek numeral sign into the modifier prime): apostrophes too, so every spelling of
+# a text tokenizes alike. A test checks this against every code point.
+APOSTROPHE_EQUIVALENTS = "\u1fef\uff40\u0374"
+_APOSTROPHE_SET = frozenset(APOSTROPHES + APOSTROPHE_EQUIVALENTS)
+_TO_APOSTROPHE = str.maketrans(dict.fromkeys(APOSTROPHES + APOSTROPHE_EQUIVALENTS, "'"))
 _ZWSP = "\u200b"
 # Cyrillic letters (and the Cyrillic Supplement): an apostrophe between two of them is a letter.
 _CYRILLIC_FIRST, _CYRILLIC_LAST = "\u0400", "\u052f"
@@ -277,7 +281,30 @@ def _tokenize_chars(run: str) -> Spans:
                     chars.append((None, start, end))
         else:  # a symbol, punctuation or space, with any marks on it
             chars.append((None, start, end))
+        if len(text) > 1 and not _joinable(head):
+            _tail_letters(text[1:], start, end, chars)
     return _words_of(chars)
+
+
+def _tail_letters(
+    tail: str, start: int, end: int, chars: list[tuple[str | None, int, int]]
+) -> None:
+    """The letters that what joined a separator or an apostrophe brings (a mark-like character
+    whose NFKC form holds a letter, such as Thai and Lao AM), with the marks after them: where
+    the separator is one of RUN_RE's fixed ones, they begin a run of their own and are read so;
+    marks before any letter are dropped, as at the start of a run."""
+    lettered = False
+    for char in unicodedata.normalize("NFKC", tail):
+        kind = unicodedata.category(char)[0]
+        if kind in "LN" and char not in _APOSTROPHE_SET:
+            chars.append((char, start, end))
+            lettered = True
+        elif kind == "M":
+            if lettered:
+                chars.append((char, start, end))
+        else:
+            chars.append((None, start, end))
+            lettered = False
 
 
 def _words_of(chars: list[tuple[str | None, int, int]]) -> Spans:

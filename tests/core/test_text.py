@@ -134,6 +134,22 @@ def test_the_format_character_blocks_hold_every_format_character() -> None:
     assert every == set(IGNORABLES)
 
 
+def test_every_character_that_normalizes_to_an_apostrophe_is_one() -> None:
+    """A character whose canonical or compatibility form is an apostrophe tokenizes as one, so no
+    spelling of a text turns a separator into an apostrophe (or back)."""
+    apostrophes = set(APOSTROPHES)
+    every = {
+        chr(code)
+        for code in range(sys.maxunicode + 1)
+        if not 0xD800 <= code <= 0xDFFF
+        and chr(code) not in apostrophes
+        and any(unicodedata.normalize(form, chr(code)) in apostrophes for form in ("NFD", "NFKC"))
+    }
+    assert every == set(text_module.APOSTROPHE_EQUIVALENTS)
+    for char in every:
+        assert words(f"об{char}єкт") == ["об'єкт"], hex(ord(char))
+
+
 def test_fixed_separators_are_never_part_of_a_word() -> None:
     """Every character RUN_RE cuts at is a separator by the per-character rules too."""
     for code in range(0x10000):
@@ -152,6 +168,7 @@ ALPHABET = (
     " \n\u00a0\u2009-,.!?:;«»—–…_=<()"  # spaces and punctuation
     "ﬁﬀＡａ１𝐋𝐚𝕧²₂①ªºſĳŉĿⅫℌµ¼´¨ｶﾞﾟ"  # compatibility forms
     "각가ㄱㅏάΐΆΑ™№℃🔥\u1100\u1161\u11a8"  # Hangul (also as jamo), Greek, symbols
+    "\u1fef\u1fc1\u0374\uff40\u0e33\u0eb3"  # what normalizes into apostrophes; Thai and Lao AM
 )
 # Symbols and punctuation NFKC spells with letters or digits: separators in the text, words once
 # NFKC has replaced them, so only canonical equivalence holds for strings containing them.
@@ -176,6 +193,9 @@ def _forms(text: str, compatibility: bool) -> list[str]:
 # A Hangul vowel jamo after a symbol that composes (¨ + grave = U+1FED) and after an apostrophe.
 @example("\u00a8\u0300\u1161")
 @example("'\u1161\u02bc\u1161")
+# Greek varia is a grave accent (an apostrophe) once decomposed; Thai AM after a symbol.
+@example("ж\u1fefй")
+@example("ԭ\u1fc1\u0e33ӽ")
 def test_canonically_equivalent_strings_give_the_same_tokens(text: str) -> None:
     expected = words(text)
     for form in _forms(text, compatibility=False):
