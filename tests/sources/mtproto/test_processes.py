@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from service.queue import posts_queue
+from service.store.channels import hashes_key
 from service.store.leases import holder_of, lease_key
 from tests.sources.mtproto.conftest import LEASE
 from tests.sources.mtproto.proc_listener import PUTS_KEY
@@ -72,6 +73,17 @@ def queued(client: redis.Redis) -> list[dict[str, object]]:
     return [post for job in posts_queue(client).jobs for post in job.args[0]]
 
 
+def recorded(client: redis.Redis) -> bool:
+    """Every version handed to the queue is also recorded as emitted for its channel (what a
+    next reader checks): the hand-over is complete, not just its queueing."""
+    for version_key in puts(client):
+        key, content_hash = version_key.rsplit("@", 1)
+        channel, message_id = key.rsplit("/", 1)
+        if client.hget(hashes_key(channel), message_id) != content_hash.encode():
+            return False
+    return True
+
+
 def feed(tmp_path: Path, text: str) -> None:
     with (tmp_path / "feed.txt").open("a", encoding="utf-8") as handle:
         for name in CHANNELS:
@@ -96,9 +108,11 @@ def test_two_listener_processes_split_and_take_over(
     wait_until(lambda: sum(puts(redis_client).values()) >= len(CHANNELS) * (POSTS + 1))
     assert set(puts(redis_client).values()) == {1}, "a post was read twice"
 
-    # Killed once what it handed over is on the queue: a kill in the middle of a hand-over may
-    # have a post read again by the next reader (at least once; the queue lets it through once).
+    # Killed once what it handed over is on the queue and recorded as emitted: a kill in the
+    # middle of a hand-over (queued, not yet recorded) may have a post read again by the next
+    # reader (at least once; the queue lets it through once).
     wait_until(lambda: len(queued(redis_client)) >= len(CHANNELS) * (POSTS + 1), what="queued")
+    wait_until(lambda: recorded(redis_client), what="the hand-overs recorded")
     orphans = [name for name, holder in holders(redis_client).items() if holder == "a1"]
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
