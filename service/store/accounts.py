@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -175,74 +175,6 @@ class AccountStore(LeaseStore):
         once (not after their leases run out). Returns the channels freed."""
         await self.update(name, state=state, reason=reason, state_at=time.time(), connected=False)
         return await self.release_all(name)
-
-    async def acquire_account(self, name: str, token: str, ttl: float) -> bool:
-        """Take (or keep) the right to run an account; one process at a time runs it."""
-        ok = await self._acquire_account(
-            keys=[account_lease_key(name)], args=[token, int(ttl * 1000)]
-        )
-        return bool(ok)
-
-    async def release_account(self, name: str, token: str) -> None:
-        await self._release_account_lease(keys=[account_lease_key(name)], args=[token])
-
-    async def running(self, names: Iterable[str]) -> set[str]:
-        """Which of ``names`` some process runs now (holds the account lease of)."""
-        ordered = list(names)
-        if not ordered:
-            return set()
-        pipe = self.client.pipeline(transaction=False)
-        for name in ordered:
-            pipe.exists(account_lease_key(name))
-        return {name for name, found in zip(ordered, await pipe.execute(), strict=True) if found}
-
-    # --- channel leases ------------------------------------------------------------------------
-    async def acquire_channel(
-        self, entry: str, account: str, token: str, ttl: float, cap: int, *, preempt: bool = True
-    ) -> int:
-        """1: leased to ``account``; 0: someone else reads it; -1: the account is full.
-
-        With ``preempt``, a fallback lease (the preview polls it) is taken over.
-        """
-        result = await self._acquire_channel(
-            keys=[lease_key(entry), held_key(account)],
-            args=[f"{account} {token}", int(ttl * 1000), cap, entry, "1" if preempt else "0"],
-        )
-        return int(result)
-
-    async def renew_channels(
-        self, account: str, token: str, ttl: float, entries: Iterable[str]
-    ) -> set[str]:
-        """Renew an account's leases; returns the entries another holder has taken."""
-        ordered = list(entries)
-        if not ordered:
-            return set()
-        lost = await self._renew_channels(
-            keys=[held_key(account), *(lease_key(entry) for entry in ordered)],
-            args=[f"{account} {token}", int(ttl * 1000), *ordered],
-        )
-        return {text(entry) for entry in lost}
-
-    async def release_channel(self, entry: str, account: str, token: str) -> None:
-        await self._release_channel(
-            keys=[lease_key(entry), held_key(account)], args=[f"{account} {token}", entry]
-        )
-
-    async def holders(self, entries: Sequence[str]) -> dict[str, str | None]:
-        """The account reading each entry now (``~preview`` for a fallback), or None."""
-        if not entries:
-            return {}
-        values = await self.client.mget([lease_key(entry) for entry in entries])
-        return {entry: holder_of(value) for entry, value in zip(entries, values, strict=True)}
-
-    async def held_counts(self, accounts: Iterable[str]) -> dict[str, int]:
-        """Live leases per account (expired ones are not counted)."""
-        ordered = list(accounts)
-        now_ms = int(time.time() * 1000)
-        pipe = self.client.pipeline(transaction=False)
-        for account in ordered:
-            pipe.zcount(held_key(account), now_ms, "+inf")
-        return {a: int(n) for a, n in zip(ordered, await pipe.execute(), strict=True)}
 
     # --- resolved channels, refusals, fallbacks ------------------------------------------------
     async def cached_ref(self, account: str, entry: str) -> dict[str, Any] | None:
