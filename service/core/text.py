@@ -214,7 +214,7 @@ def _tokenize_run(run: str) -> Spans:
 
 
 # A character as the per-character steps see it.
-_IGNORE, _ATTACH, _START, _JAMO = 0, 1, 2, 3
+_IGNORE, _ATTACH, _START = 0, 1, 2
 # The first characters of Hangul vowel and final-consonant jamo, which compose with what
 # precedes them as combining marks do.
 _HANGUL_JOINING = (("\u1160", "\u11ff"), ("\ud7b0", "\ud7ff"))
@@ -222,16 +222,15 @@ _HANGUL_JOINING = (("\u1160", "\u11ff"), ("\ud7b0", "\ud7ff"))
 
 @lru_cache(maxsize=8192)
 def _kind(char: str) -> int:
-    """Whether a character is dropped, joins the character before it (a combining mark, or what
-    NFKC turns into one), joins a letter before it (a Hangul vowel or final jamo), or starts a
-    new one."""
+    """Whether a character is dropped, joins the character before it (a combining mark, what
+    NFKC turns into one, or a Hangul vowel or final jamo), or starts a new one."""
     if char != _ZWSP and unicodedata.category(char) == "Cf":
         return _IGNORE
     head = unicodedata.normalize("NFKD", char)[:1] or char
     if unicodedata.category(head)[0] == "M" or unicodedata.combining(head):
         return _ATTACH
     if any(first <= head <= last for first, last in _HANGUL_JOINING):
-        return _JAMO
+        return _ATTACH
     return _START
 
 
@@ -254,11 +253,7 @@ def _tokenize_chars(run: str) -> Spans:
         kind = _kind(char)
         if kind == _IGNORE:
             continue
-        # A Hangul vowel or final jamo (a letter that composes like a mark) joins only a letter
-        # or a mark: after a symbol or an apostrophe it is a letter of its own, as it is where
-        # the symbol is one of RUN_RE's fixed separators.
-        joins = kind == _ATTACH or (kind == _JAMO and bool(texts) and _joinable(texts[-1][0]))
-        if joins and texts:
+        if kind == _ATTACH and texts:
             ends[-1] = i + 1
             texts[-1] += char
         else:
@@ -289,8 +284,9 @@ def _tokenize_chars(run: str) -> Spans:
 def _tail_letters(
     tail: str, start: int, end: int, chars: list[tuple[str | None, int, int]]
 ) -> None:
-    """The letters that what joined a separator or an apostrophe brings (a mark-like character
-    whose NFKC form holds a letter, such as Thai and Lao AM), with the marks after them: where
+    """The letters that what joined a separator or an apostrophe brings (a Hangul vowel jamo, a
+    mark-like character whose NFKC form holds a letter, such as Thai and Lao AM), with the marks
+    after them: where
     the separator is one of RUN_RE's fixed ones, they begin a run of their own and are read so;
     marks before any letter are dropped, as at the start of a run."""
     lettered = False
