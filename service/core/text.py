@@ -286,9 +286,8 @@ def _tail_letters(
 ) -> None:
     """The letters that what joined a separator or an apostrophe brings (a Hangul vowel jamo, a
     mark-like character whose NFKC form holds a letter, such as Thai and Lao AM), with the marks
-    after them: where
-    the separator is one of RUN_RE's fixed ones, they begin a run of their own and are read so;
-    marks before any letter are dropped, as at the start of a run."""
+    after them: where the separator is one of RUN_RE's fixed ones, they begin a run of their own
+    and are read so; marks before any letter are dropped, as at the start of a run."""
     lettered = False
     for char in unicodedata.normalize("NFKC", tail):
         kind = unicodedata.category(char)[0]
