@@ -70,7 +70,6 @@ class _Version:
     text_key: str | None = None
     claimed: tuple[str, ...] = ()  # the subscriptions whose text claim was queued
     earlier: frozenset[str] = frozenset()  # matched by earlier versions in this batch
-    follows_another: bool = False  # another version of the post came earlier in this batch
     alerts: list[Alert] = field(default_factory=list)
     stored: bool = False
     data: dict[str, Any] = field(default_factory=dict)  # the post's JSON form
@@ -99,11 +98,7 @@ def _read(context: PostStage, versions: list[_Version], now: float) -> None:
     context.posts.queue_has_versions(batch, [version.post for version in versions])
     context.match_state.queue_decided(batch, [version.post.version_key for version in versions])
     earlier: dict[str, set[str]] = {}  # post key -> matched by versions earlier in the batch
-    in_batch: set[str] = set()  # post keys with a version earlier in the batch
     for version in versions:
-        key = version.post.key
-        version.follows_another = key in in_batch
-        in_batch.add(key)
         if not version.matches:
             continue
         ids = [match.subscription_id for match in version.matches]
@@ -118,7 +113,10 @@ def _read(context: PostStage, versions: list[_Version], now: float) -> None:
     replies = batch.execute()
     count = len(versions)
     stored, decided, claims = replies[:count], replies[count], iter(replies[count + 1 :])
+    in_batch: set[str] = set()  # post keys with a version earlier in the batch
     for version, is_stored, raw in zip(versions, stored, decided, strict=True):
+        follows_another = version.post.key in in_batch
+        in_batch.add(version.post.key)
         claimed = next(claims) if version.matches else None
         stored_versions = int(next(claims)) if version.matches else 0
         version.stored = bool(is_stored)
@@ -131,7 +129,7 @@ def _read(context: PostStage, versions: list[_Version], now: float) -> None:
                 claimed,
                 version.claimed,
                 version.earlier,
-                earlier_version=version.follows_another or stored_versions > int(version.stored),
+                earlier_version=follows_another or stored_versions > int(version.stored),
             )
             version.alerts = alerting.decide(
                 version.post,
